@@ -1,0 +1,320 @@
+//! The pipeline: one verdict per frame, pure code.
+//!
+//! `Pipeline::process(now, frames, verdicts)` parses each frame, classifies its destination,
+//! runs the baseline filters, allow/deny lists, firewall rules, rate limits and the profile's
+//! countermeasures, and rewrites clean frames for egress. It never calls the OS: time comes in
+//! as `Now`, the policy from a `PolicyCell` loaded once per batch, and all state is owned here
+//! (bounded tables created at construction), so nothing is allocated per packet or per batch.
+//!
+//! Order of checks for a protected destination (first decision wins):
+//! 1. malformed frame → drop (always, even in monitor mode: the origin's stack would drop it too);
+//! 2. bypass → forward unchecked;
+//! 3. baseline filters (TTL 0, LAND, bogon source, TCP flag abuse, IPv4 options);
+//! 4. allow list → forward (skips everything below);
+//! 5. fragment policy; deny list; firewall rules in order; per-source then per-destination budget;
+//! 6. countermeasures of the profile;
+//! 7. egress rewrite (L2 / GRE / hairpin), or an ICMP too-big reply within the reply budget.
+//!
+//! In a `monitor` profile, a drop decided in steps 3–6 is counted under `monitored` and the frame
+//! is forwarded.
+
+use crate::addr::Addr;
+use crate::filters;
+use crate::forward::{self, ForwardError};
+use crate::frame::Frame;
+use crate::parse::{Family, Fragment, PacketInfo, parse};
+use crate::policy::rules::{RuleAction, first_match};
+use crate::policy::{
+    DstClass, ForwardMode, FragmentPolicy, Mode, Policy, PolicyCell, Profile, ProtectedPrefix, UnprotectedAction,
+};
+use crate::ratelimit::{Rate, TokenBucket};
+use crate::reply;
+use crate::stats::{Event, Stats, Table};
+use crate::table::ClockTable;
+use crate::verdict::{DropReason, Verdict};
+use hashbrown::HashMap;
+use std::sync::Arc;
+
+/// The clock, read once per batch by the caller.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic nanoseconds (timers, buckets, expiries).
+    pub mono_ns: u64,
+    /// Wall-clock seconds since the Unix epoch (where appliances of a fleet must agree).
+    pub wall_secs: u64,
+}
+
+/// Sizes and shares fixed when a worker starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PipelineConfig {
+    /// Number of workers sharing the appliance-wide budgets (each gets 1/n).
+    pub workers: u32,
+    /// Capacity of the per-source bucket table.
+    pub src_buckets: usize,
+    /// Capacity of the per-destination bucket table.
+    pub dst_buckets: usize,
+    /// Capacity of the per-destination fragment bucket table.
+    pub frag_buckets: usize,
+    /// Appliance-wide budget for replies the scrubber originates.
+    pub reply_budget: Rate,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            workers: 1,
+            src_buckets: 1 << 20,
+            dst_buckets: 1 << 16,
+            frag_buckets: 1 << 16,
+            reply_budget: Rate::pps(100_000),
+        }
+    }
+}
+
+/// Outcome of the checks for a protected destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Check {
+    /// Clean: forward.
+    Clean,
+    /// Reject with a reason (monitor mode turns it into a counted forward).
+    Reject(DropReason),
+}
+
+/// Per-worker state: everything that survives a policy swap.
+#[derive(Debug)]
+struct State {
+    config: PipelineConfig,
+    generation: u64,
+    src_buckets: ClockTable<Addr, TokenBucket>,
+    dst_buckets: ClockTable<Addr, TokenBucket>,
+    frag_buckets: ClockTable<Addr, TokenBucket>,
+    /// One bucket per rate-limit rule id; bounded by the number of rules in the policy.
+    rule_buckets: HashMap<u32, TokenBucket>,
+    reply_bucket: TokenBucket,
+    stats: Stats,
+}
+
+/// The per-worker pipeline. See the module docs.
+#[derive(Debug)]
+pub struct Pipeline {
+    cell: Arc<PolicyCell>,
+    state: State,
+}
+
+impl Pipeline {
+    /// A pipeline reading policy from `cell`, with tables sized by `config`.
+    pub fn new(cell: Arc<PolicyCell>, config: PipelineConfig) -> Pipeline {
+        let reply_rate = config.reply_budget.per_worker(config.workers);
+        let state = State {
+            config,
+            generation: u64::MAX,
+            src_buckets: ClockTable::new(config.src_buckets),
+            dst_buckets: ClockTable::new(config.dst_buckets),
+            frag_buckets: ClockTable::new(config.frag_buckets),
+            rule_buckets: HashMap::new(),
+            reply_bucket: TokenBucket::new(reply_rate, 0),
+            stats: Stats::default(),
+        };
+        Pipeline { cell, state }
+    }
+
+    /// Decides every frame of a batch; `verdicts[i]` is the verdict of `frames[i]`.
+    ///
+    /// # Panics
+    /// When `verdicts` is shorter than `frames` (a caller bug, not attacker input).
+    pub fn process(&mut self, now: Now, frames: &mut [Frame<'_>], verdicts: &mut [Verdict]) {
+        assert!(verdicts.len() >= frames.len(), "one verdict slot per frame");
+        let policy = self.cell.load();
+        self.state.adopt(&policy);
+        for (frame, verdict) in frames.iter_mut().zip(verdicts.iter_mut()) {
+            let len = frame.len();
+            let v = self.state.decide(&policy, now, frame);
+            self.state.stats.verdict(v, len);
+            *verdict = v;
+        }
+        self.state.stats.batches += 1;
+    }
+
+    /// Decides one frame (a batch of one).
+    pub fn process_one(&mut self, now: Now, frame: &mut Frame<'_>) -> Verdict {
+        let mut v = [Verdict::Pass];
+        self.process(now, core::slice::from_mut(frame), &mut v);
+        v[0]
+    }
+
+    /// Counters, with table figures brought up to date.
+    pub fn stats(&mut self) -> &Stats {
+        self.state.refresh_table_stats();
+        &self.state.stats
+    }
+
+    /// The policy cell this pipeline reads.
+    pub fn cell(&self) -> &Arc<PolicyCell> {
+        &self.cell
+    }
+}
+
+impl State {
+    /// Adopts a new snapshot at a batch boundary: drops buckets of rules that are gone.
+    fn adopt(&mut self, policy: &Policy) {
+        if policy.generation == self.generation {
+            return;
+        }
+        if self.generation != u64::MAX {
+            self.stats.event(Event::PolicySwap);
+        }
+        self.generation = policy.generation;
+        self.rule_buckets.retain(|id, _| policy.rules.iter().any(|r| r.id == *id));
+    }
+
+    fn refresh_table_stats(&mut self) {
+        self.stats.tables[Table::SrcBuckets.index()] = self.src_buckets.stats();
+        self.stats.tables[Table::DstBuckets.index()] = self.dst_buckets.stats();
+        self.stats.tables[Table::FragBuckets.index()] = self.frag_buckets.stats();
+    }
+
+    #[inline]
+    fn decide(&mut self, policy: &Policy, now: Now, frame: &mut Frame<'_>) -> Verdict {
+        let info = match parse(frame.data()) {
+            Ok(Some(info)) => info,
+            Ok(None) => {
+                self.stats.event(Event::NonIpPass);
+                return Verdict::Pass;
+            }
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        let index = match policy.classify_dst(info.dst) {
+            Some(DstClass::Protected(index)) => index,
+            Some(DstClass::Local) => {
+                self.stats.event(Event::LocalPass);
+                return Verdict::Pass;
+            }
+            None => return self.unprotected(policy, now, &info, frame),
+        };
+        let (prefix, profile) = policy.profile_of(index);
+        if policy.bypass {
+            self.stats.event(Event::BypassForward);
+            return self.egress(policy, Some(prefix), now, &info, frame);
+        }
+        match self.inspect(policy, profile, now, &info) {
+            Check::Clean => {}
+            Check::Reject(reason) => {
+                if profile.mode == Mode::Mitigate {
+                    return Verdict::Drop(reason);
+                }
+                self.stats.monitored(reason);
+            }
+        }
+        self.egress(policy, Some(prefix), now, &info, frame)
+    }
+
+    fn unprotected(&mut self, policy: &Policy, now: Now, info: &PacketInfo, frame: &mut Frame<'_>) -> Verdict {
+        match policy.unprotected {
+            UnprotectedAction::Pass => {
+                self.stats.event(Event::UnprotectedPass);
+                Verdict::Pass
+            }
+            UnprotectedAction::Forward => {
+                self.stats.event(Event::UnprotectedForward);
+                self.egress(policy, None, now, info, frame)
+            }
+            UnprotectedAction::Drop => Verdict::Drop(DropReason::Unprotected),
+        }
+    }
+
+    /// Steps 3–6 of the module docs.
+    #[inline]
+    fn inspect(&mut self, policy: &Policy, profile: &Profile, now: Now, info: &PacketInfo) -> Check {
+        if let Some(reason) = filters::check(policy, &profile.filters, info) {
+            return Check::Reject(reason);
+        }
+        if policy.allowed(info.src, now.mono_ns) {
+            self.stats.event(Event::AllowListHit);
+            return Check::Clean;
+        }
+        if info.fragment != Fragment::None {
+            match profile.fragments {
+                FragmentPolicy::Allow => {}
+                FragmentPolicy::Drop => return Check::Reject(DropReason::Fragment),
+                FragmentPolicy::RateLimit(rate) => {
+                    let rate = rate.per_worker(self.config.workers);
+                    let bucket = self.frag_buckets.get_or_insert_with(info.dst, || TokenBucket::new(rate, now.mono_ns));
+                    if !bucket.admit(rate, now.mono_ns, u32::from(info.ip_len)) {
+                        return Check::Reject(DropReason::FragmentRateLimit);
+                    }
+                }
+            }
+            self.stats.event(Event::FragmentAdmitted);
+        }
+        if policy.denied(info.src, now.mono_ns) {
+            return Check::Reject(DropReason::DenyList);
+        }
+        if let Some((_, rule)) = first_match(&policy.rules, info) {
+            match rule.action {
+                RuleAction::Allow => self.stats.event(Event::RuleAllow),
+                RuleAction::Drop => return Check::Reject(DropReason::RuleDrop),
+                RuleAction::RateLimit(rate) => {
+                    let rate = rate.per_worker(self.config.workers);
+                    let bucket = self.rule_buckets.entry(rule.id).or_insert_with(|| TokenBucket::new(rate, now.mono_ns));
+                    if !bucket.admit(rate, now.mono_ns, u32::from(info.ip_len)) {
+                        return Check::Reject(DropReason::RuleRateLimit);
+                    }
+                    self.stats.event(Event::RuleRateLimitAdmit);
+                }
+            }
+        }
+        if let Some(rate) = profile.src_limit {
+            let rate = rate.per_worker(self.config.workers);
+            let bucket = self.src_buckets.get_or_insert_with(info.src, || TokenBucket::new(rate, now.mono_ns));
+            if !bucket.admit(rate, now.mono_ns, u32::from(info.ip_len)) {
+                return Check::Reject(DropReason::SrcRateLimit);
+            }
+        }
+        if let Some(rate) = profile.dst_limit {
+            let rate = rate.per_worker(self.config.workers);
+            let bucket = self.dst_buckets.get_or_insert_with(info.dst, || TokenBucket::new(rate, now.mono_ns));
+            if !bucket.admit(rate, now.mono_ns, u32::from(info.ip_len)) {
+                return Check::Reject(DropReason::DstRateLimit);
+            }
+        }
+        Check::Clean
+    }
+
+    /// Step 7: rewrite for egress, or answer "too big".
+    fn egress(
+        &mut self,
+        policy: &Policy,
+        prefix: Option<&ProtectedPrefix>,
+        now: Now,
+        info: &PacketInfo,
+        frame: &mut Frame<'_>,
+    ) -> Verdict {
+        let settings = &policy.forward;
+        if settings.mode == ForwardMode::Gre && prefix.and_then(|p| p.gre_endpoint).is_none() {
+            return Verdict::Drop(DropReason::NoTunnelEndpoint);
+        }
+        match forward::rewrite(settings, prefix, info, frame) {
+            Ok(()) => {
+                if settings.mode == ForwardMode::Gre {
+                    self.stats.event(Event::GreEncapsulated);
+                }
+                Verdict::Forward
+            }
+            Err(ForwardError::NoHeadroom) => Verdict::Drop(DropReason::NoHeadroom),
+            Err(ForwardError::TooBig { mtu }) => {
+                let may_answer = info.family == Family::V6 || info.dont_fragment;
+                if may_answer && reply::may_send_icmp_error(info) {
+                    let rate = self.config.reply_budget.per_worker(self.config.workers);
+                    if !self.reply_bucket.admit(rate, now.mono_ns, 0) {
+                        return Verdict::Drop(DropReason::ReplyOverBudget);
+                    }
+                    if reply::icmp_too_big(frame, info, mtu) {
+                        self.stats.event(Event::IcmpTooBigSent);
+                        return Verdict::Reply;
+                    }
+                }
+                Verdict::Drop(DropReason::MtuExceeded)
+            }
+        }
+    }
+}

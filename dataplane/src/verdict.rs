@@ -1,0 +1,174 @@
+//! What the pipeline decided for one frame, and why it dropped it.
+//!
+//! `Verdict` is returned per frame; `DropReason` names every way a frame can be dropped and
+//! doubles as the index of its drop counter. Reasons are grouped by the stage that raises them:
+//! malformed headers (parse), baseline filters, policy (lists, rules, rate limits), forwarding,
+//! and one block per countermeasure.
+
+use crate::counted_enum;
+
+/// The decision for one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send onward to the origin (the frame has been rewritten for the egress path).
+    Forward,
+    /// The frame was rewritten in place into a reply; send it back out of the ingress port.
+    Reply,
+    /// Discard the frame (return it to the fill ring).
+    Drop(DropReason),
+    /// Not ours (non-IP, the appliance's own address, unprotected destination): hand to the kernel.
+    Pass,
+}
+
+impl Verdict {
+    /// The counter bucket of this verdict.
+    #[inline]
+    pub const fn kind(self) -> VerdictKind {
+        match self {
+            Verdict::Forward => VerdictKind::Forward,
+            Verdict::Reply => VerdictKind::Reply,
+            Verdict::Drop(_) => VerdictKind::Drop,
+            Verdict::Pass => VerdictKind::Pass,
+        }
+    }
+}
+
+counted_enum! {
+    /// `Verdict` without its payload, for counters.
+    pub enum VerdictKind {
+        /// `Verdict::Forward`.
+        Forward = "forward",
+        /// `Verdict::Reply`.
+        Reply = "reply",
+        /// `Verdict::Drop`.
+        Drop = "drop",
+        /// `Verdict::Pass`.
+        Pass = "pass",
+    }
+}
+
+counted_enum! {
+    /// Why a frame was dropped. The name is the metrics label and the capture annotation.
+    pub enum DropReason {
+        // --- malformed frames (parse) ---
+        /// Shorter than an Ethernet header.
+        EthTruncated = "eth_truncated",
+        /// An 802.1Q/802.1ad tag cut short.
+        VlanTruncated = "vlan_truncated",
+        /// More than two VLAN tags.
+        VlanTooMany = "vlan_too_many",
+        /// Shorter than a minimal IPv4 header.
+        Ipv4Truncated = "ipv4_truncated",
+        /// EtherType IPv4 but the version field is not 4.
+        Ipv4BadVersion = "ipv4_bad_version",
+        /// IHL below 5 or beyond the packet.
+        Ipv4BadIhl = "ipv4_bad_ihl",
+        /// Total length below the header length or beyond the frame.
+        Ipv4BadTotalLength = "ipv4_bad_total_length",
+        /// Header checksum does not verify.
+        Ipv4BadChecksum = "ipv4_bad_checksum",
+        /// A fragment too small to carry the transport header, or one that overlaps it (RFC 1858).
+        Ipv4TinyFragment = "ipv4_tiny_fragment",
+        /// Shorter than the fixed IPv6 header.
+        Ipv6Truncated = "ipv6_truncated",
+        /// EtherType IPv6 but the version field is not 6.
+        Ipv6BadVersion = "ipv6_bad_version",
+        /// Payload length beyond the frame (or zero: jumbograms are not scrubbed).
+        Ipv6BadPayloadLength = "ipv6_bad_payload_length",
+        /// An extension header runs past the packet.
+        Ipv6ExtTruncated = "ipv6_ext_truncated",
+        /// More extension headers than the bounded walk accepts.
+        Ipv6ExtTooMany = "ipv6_ext_too_many",
+        /// Hop-by-Hop options not directly after the fixed header (RFC 8200 §4.1).
+        Ipv6HopByHopNotFirst = "ipv6_hbh_not_first",
+        /// Routing header type 0 (deprecated, RFC 5095).
+        Ipv6RoutingType0 = "ipv6_routing_type0",
+        /// First fragment without the whole header chain (RFC 7112).
+        Ipv6IncompleteChain = "ipv6_incomplete_chain",
+        /// Shorter than a TCP header.
+        TcpTruncated = "tcp_truncated",
+        /// Data offset below 5 or beyond the segment.
+        TcpBadDataOffset = "tcp_bad_data_offset",
+        /// Shorter than a UDP header.
+        UdpTruncated = "udp_truncated",
+        /// UDP length field below 8 or beyond the IP payload.
+        UdpBadLength = "udp_bad_length",
+        /// Shorter than an ICMP header.
+        IcmpTruncated = "icmp_truncated",
+
+        // --- baseline filters ---
+        /// TTL or hop limit 0.
+        TtlZero = "ttl_zero",
+        /// Source address equals destination address.
+        Land = "land",
+        /// Source in an RFC 6890 special-purpose range (not exempted by config).
+        BogonSource = "bogon_source",
+        /// TCP with no flags at all.
+        TcpNullFlags = "tcp_null_flags",
+        /// TCP SYN together with FIN.
+        TcpSynFin = "tcp_syn_fin",
+        /// TCP SYN together with RST.
+        TcpSynRst = "tcp_syn_rst",
+        /// TCP FIN+PSH+URG (XMAS scan).
+        TcpXmas = "tcp_xmas",
+        /// IPv4 options present and the profile drops them.
+        Ipv4Options = "ipv4_options",
+        /// Fragment and the profile drops fragments.
+        Fragment = "fragment",
+        /// Fragment over the profile's fragment budget.
+        FragmentRateLimit = "fragment_rate_limit",
+
+        // --- policy ---
+        /// Source on the deny list.
+        DenyList = "deny_list",
+        /// Matched a firewall rule whose action is drop.
+        RuleDrop = "rule_drop",
+        /// Matched a rate-limit rule over its budget.
+        RuleRateLimit = "rule_rate_limit",
+        /// Source over its per-source budget.
+        SrcRateLimit = "src_rate_limit",
+        /// Destination over its per-destination budget.
+        DstRateLimit = "dst_rate_limit",
+        /// Destination not protected and the policy drops such traffic.
+        Unprotected = "unprotected",
+
+        // --- forwarding ---
+        /// Encapsulated frame would exceed the egress MTU.
+        MtuExceeded = "mtu_exceeded",
+        /// Not enough headroom in the buffer to add the egress headers.
+        NoHeadroom = "no_headroom",
+        /// No GRE endpoint configured for the destination.
+        NoTunnelEndpoint = "no_tunnel_endpoint",
+        /// A reply (SYN-ACK, ICMP) the reply budget did not allow.
+        ReplyOverBudget = "reply_over_budget",
+    }
+}
+
+impl DropReason {
+    /// True for reasons that mean "the frame itself is broken" rather than "policy said no".
+    pub const fn is_malformed(self) -> bool {
+        (self as u8) <= (DropReason::IcmpTruncated as u8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_snake_case() {
+        let mut names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')));
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+
+    #[test]
+    fn malformed_block_ends_at_icmp_truncated() {
+        assert!(DropReason::EthTruncated.is_malformed());
+        assert!(DropReason::IcmpTruncated.is_malformed());
+        assert!(!DropReason::TtlZero.is_malformed());
+        assert!(!DropReason::DenyList.is_malformed());
+    }
+}
