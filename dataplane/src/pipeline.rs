@@ -28,10 +28,10 @@ use crate::policy::{
     DstClass, ForwardMode, FragmentPolicy, Mode, Policy, PolicyCell, Profile, ProtectedPrefix, UnprotectedAction,
 };
 use crate::ratelimit::{Rate, TokenBucket};
-use crate::reply;
+use crate::reply::{self, ReplyBudget};
 use crate::stats::{Event, Stats, Table};
 use crate::table::ClockTable;
-use crate::verdict::{DropReason, Verdict};
+use crate::verdict::{Check, DropReason, Verdict};
 use hashbrown::HashMap;
 use std::sync::Arc;
 
@@ -57,6 +57,10 @@ pub struct PipelineConfig {
     pub frag_buckets: usize,
     /// Appliance-wide budget for replies the scrubber originates.
     pub reply_budget: Rate,
+    /// Budget for replies to any one address (so the scrubber never floods a spoofed victim).
+    pub reply_budget_per_dst: Rate,
+    /// Capacity of the per-reply-destination bucket table.
+    pub reply_buckets: usize,
 }
 
 impl Default for PipelineConfig {
@@ -67,17 +71,10 @@ impl Default for PipelineConfig {
             dst_buckets: 1 << 16,
             frag_buckets: 1 << 16,
             reply_budget: Rate::pps(100_000),
+            reply_budget_per_dst: Rate::pps(1_000),
+            reply_buckets: 1 << 16,
         }
     }
-}
-
-/// Outcome of the checks for a protected destination.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Check {
-    /// Clean: forward.
-    Clean,
-    /// Reject with a reason (monitor mode turns it into a counted forward).
-    Reject(DropReason),
 }
 
 /// Per-worker state: everything that survives a policy swap.
@@ -90,7 +87,7 @@ struct State {
     frag_buckets: ClockTable<Addr, TokenBucket>,
     /// One bucket per rate-limit rule id; bounded by the number of rules in the policy.
     rule_buckets: HashMap<u32, TokenBucket>,
-    reply_bucket: TokenBucket,
+    replies: ReplyBudget,
     stats: Stats,
 }
 
@@ -104,7 +101,6 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline reading policy from `cell`, with tables sized by `config`.
     pub fn new(cell: Arc<PolicyCell>, config: PipelineConfig) -> Pipeline {
-        let reply_rate = config.reply_budget.per_worker(config.workers);
         let state = State {
             config,
             generation: u64::MAX,
@@ -112,7 +108,7 @@ impl Pipeline {
             dst_buckets: ClockTable::new(config.dst_buckets),
             frag_buckets: ClockTable::new(config.frag_buckets),
             rule_buckets: HashMap::new(),
-            reply_bucket: TokenBucket::new(reply_rate, 0),
+            replies: ReplyBudget::new(&config),
             stats: Stats::default(),
         };
         Pipeline { cell, state }
@@ -171,6 +167,7 @@ impl State {
         self.stats.tables[Table::SrcBuckets.index()] = self.src_buckets.stats();
         self.stats.tables[Table::DstBuckets.index()] = self.dst_buckets.stats();
         self.stats.tables[Table::FragBuckets.index()] = self.frag_buckets.stats();
+        self.stats.tables[Table::ReplyBuckets.index()] = self.replies.table_stats();
     }
 
     #[inline]
@@ -204,6 +201,7 @@ impl State {
                 }
                 self.stats.monitored(reason);
             }
+            Check::Replied => return Verdict::Reply,
         }
         self.egress(policy, Some(prefix), now, &info, frame)
     }
@@ -304,8 +302,7 @@ impl State {
             Err(ForwardError::TooBig { mtu }) => {
                 let may_answer = info.family == Family::V6 || info.dont_fragment;
                 if may_answer && reply::may_send_icmp_error(info) {
-                    let rate = self.config.reply_budget.per_worker(self.config.workers);
-                    if !self.reply_bucket.admit(rate, now.mono_ns, 0) {
+                    if !self.replies.admit(info.src, now.mono_ns) {
                         return Verdict::Drop(DropReason::ReplyOverBudget);
                     }
                     if reply::icmp_too_big(frame, info, mtu) {

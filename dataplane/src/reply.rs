@@ -8,6 +8,9 @@
 
 use crate::addr::Addr;
 use crate::frame::Frame;
+use crate::pipeline::PipelineConfig;
+use crate::ratelimit::{Rate, TokenBucket};
+use crate::table::{ClockTable, TableStats};
 use crate::parse::{Family, Fragment, PacketInfo, proto};
 use smoltcp::wire::{IpProtocol, Ipv6Address, checksum};
 
@@ -144,6 +147,44 @@ pub fn icmp_too_big(frame: &mut Frame<'_>, info: &PacketInfo, mtu: u16) -> bool 
     }
 }
 
+/// The budget every reply the scrubber originates must fit: one appliance-wide bucket (split over
+/// workers) and one bucket per address replied to, so the scrubber never becomes a reflector
+/// even when an attacker spoofs one victim's address from many sources.
+#[derive(Debug)]
+pub struct ReplyBudget {
+    global_rate: Rate,
+    per_dst_rate: Rate,
+    global: TokenBucket,
+    per_dst: ClockTable<Addr, TokenBucket>,
+}
+
+impl ReplyBudget {
+    /// Budgets from the pipeline config (this worker's share).
+    pub fn new(config: &PipelineConfig) -> ReplyBudget {
+        let global_rate = config.reply_budget.per_worker(config.workers);
+        ReplyBudget {
+            global_rate,
+            per_dst_rate: config.reply_budget_per_dst.per_worker(config.workers),
+            global: TokenBucket::new(global_rate, 0),
+            per_dst: ClockTable::new(config.reply_buckets),
+        }
+    }
+
+    /// Takes one reply to `to` from both budgets; false when either is exhausted.
+    #[inline]
+    pub fn admit(&mut self, to: Addr, now_ns: u64) -> bool {
+        let rate = self.per_dst_rate;
+        let bucket = self.per_dst.get_or_insert_with(to, || TokenBucket::new(rate, now_ns));
+        // Check the per-destination budget first so a victim's share cannot drain the global one.
+        bucket.admit(rate, now_ns, 0) && self.global.admit(self.global_rate, now_ns, 0)
+    }
+
+    /// Occupancy of the per-destination table.
+    pub fn table_stats(&self) -> TableStats {
+        self.per_dst.stats()
+    }
+}
+
 /// Source of a reply: the address the original packet was sent to.
 #[inline]
 pub fn reply_source(info: &PacketInfo) -> Addr {
@@ -201,6 +242,22 @@ mod tests {
         let icmp = v6.payload();
         assert_eq!(ipv6_l4_checksum(reply.src.0, reply.dst.0, proto::ICMPV6, icmp), 0);
         assert_eq!(&icmp[4..8], &1456u32.to_be_bytes());
+    }
+
+    #[test]
+    fn reply_budget_holds_per_destination_and_globally() {
+        let config = PipelineConfig {
+            reply_budget: Rate::pps(50),
+            reply_budget_per_dst: Rate::pps(10),
+            ..PipelineConfig::default()
+        };
+        let mut b = ReplyBudget::new(&config);
+        let victim = Addr::v4(1);
+        let sent = (0..100).filter(|_| b.admit(victim, 0)).count();
+        assert_eq!(sent, 1, "one token of burst at 10 pps with a 100 ms window");
+        let many = (0..1000u32).filter(|i| b.admit(Addr::v4(100 + i), 0)).count();
+        assert!(many <= 5, "global burst caps the total: {many}");
+        assert!(b.admit(victim, 1_000_000_000), "refills with time");
     }
 
     #[test]

@@ -49,6 +49,8 @@ counted_enum! {
         DstBuckets = "dst_buckets",
         /// Fragment budgets per destination address.
         FragBuckets = "frag_buckets",
+        /// Reply budgets per address replied to.
+        ReplyBuckets = "reply_buckets",
     }
 }
 

@@ -33,6 +33,20 @@ impl Verdict {
     }
 }
 
+/// What a check (baseline filter, list, rule, countermeasure) decided about a frame for a
+/// protected destination. The pipeline turns it into a `Verdict`, honouring monitor mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// Nothing wrong: continue with the next check, forward at the end.
+    Clean,
+    /// Drop for this reason (in a monitor-mode profile: count under `monitored`, forward).
+    Reject(DropReason),
+    /// The frame has been rewritten in place into a reply (e.g. a SYN-ACK challenge) that leaves
+    /// by the ingress port. Only returned when the profile mitigates: a check must not touch the
+    /// frame in monitor mode, it returns `Reject` with its would-be reason instead.
+    Replied,
+}
+
 counted_enum! {
     /// `Verdict` without its payload, for counters.
     pub enum VerdictKind {

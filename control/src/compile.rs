@@ -1,0 +1,466 @@
+//! Compiles a `Config` into the dataplane's `Policy` snapshot, validating as it goes.
+//!
+//! Everything the types cannot express is checked here, and every error names the key. The
+//! daemon passes what it learned from the system (interface MACs and addresses, the next hop's
+//! MAC) in a `SystemFacts`; `scrubber check` passes none and gets the same validation.
+
+use crate::config::*;
+use crate::error::ConfigError;
+use crate::lists::load_prefix_list;
+use dataplane::addr::{Addr, Cidr};
+use dataplane::parse::proto;
+use dataplane::policy::rules::{Rule, RuleAction, Span};
+use dataplane::policy::{
+    BaselineFilters, ForwardMode, ForwardSettings, FragmentPolicy, Mode, NEVER, Policy, PolicyBuilder, Profile,
+    ProtectedPrefix, UnprotectedAction, VlanAction,
+};
+use dataplane::ratelimit::Rate;
+use dataplane::PipelineConfig;
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+/// What the daemon found on the system; all empty for an offline check.
+#[derive(Clone, Debug, Default)]
+pub struct SystemFacts {
+    /// Source MAC for forwarded frames (the egress or, for hairpin, ingress interface).
+    pub egress_mac: Option<[u8; 6]>,
+    /// Resolved next-hop MAC when the config says "auto".
+    pub next_hop_mac: Option<[u8; 6]>,
+    /// Addresses of the appliance's interfaces.
+    pub own_addresses: Vec<Addr>,
+}
+
+/// Inputs of one compilation.
+#[derive(Clone, Debug)]
+pub struct CompileInput<'a> {
+    /// The config.
+    pub config: &'a Config,
+    /// File it came from (errors, relative list paths).
+    pub file: &'a Path,
+    /// Snapshot generation to stamp.
+    pub generation: u64,
+    /// System facts.
+    pub facts: &'a SystemFacts,
+}
+
+/// The profile every prefix without one uses; always present.
+pub const DEFAULT_PROFILE: &str = "default";
+
+/// Validates and compiles.
+pub fn compile(input: &CompileInput<'_>) -> Result<Policy, ConfigError> {
+    let cfg = input.config;
+    let file = input.file;
+    let err = |key: &str, msg: String| ConfigError::new(file, key, msg);
+
+    validate_dataplane(cfg, file)?;
+
+    let mut b = PolicyBuilder::new();
+    b.generation = input.generation;
+
+    // Profiles, with an implicit default one.
+    let mut profiles: BTreeMap<String, ProfileConfig> = cfg.profiles.clone();
+    profiles.entry(DEFAULT_PROFILE.to_string()).or_default();
+    let mut profile_index = BTreeMap::new();
+    for (name, p) in &profiles {
+        let key = format!("profiles.{name}");
+        let profile = compile_profile(file, &key, name, p)?;
+        profile_index.insert(name.clone(), b.profile(profile));
+    }
+
+    // Protected prefixes.
+    let mut seen = HashSet::new();
+    for (i, p) in cfg.prefixes.iter().enumerate() {
+        let key = format!("prefixes[{i}]");
+        let cidr = parse_cidr(file, &format!("{key}.cidr"), &p.cidr)?;
+        if !seen.insert(cidr) {
+            return Err(err(&format!("{key}.cidr"), format!("prefix {cidr} is listed twice")));
+        }
+        let Some(&profile) = profile_index.get(&p.profile) else {
+            let known: Vec<&str> = profile_index.keys().map(String::as_str).collect();
+            return Err(err(
+                &format!("{key}.profile"),
+                format!("no profile named `{}` (defined: {})", p.profile, known.join(", ")),
+            ));
+        };
+        let gre_endpoint = match &p.gre_endpoint {
+            Some(text) => Some(parse_ipv4(file, &format!("{key}.gre_endpoint"), text)?),
+            None if cfg.forward.mode == ForwardModeConfig::Gre => {
+                return Err(err(&format!("{key}.gre_endpoint"), "required with forward.mode = \"gre\"".to_string()));
+            }
+            None => None,
+        };
+        b.prefixes.push(ProtectedPrefix { cidr, profile, gre_endpoint });
+    }
+
+    // Own addresses.
+    for (i, text) in cfg.policy.own_addresses.iter().enumerate() {
+        let ip: IpAddr = text
+            .parse()
+            .map_err(|_| err(&format!("policy.own_addresses[{i}]"), format!("`{text}` is not an IP address")))?;
+        b.own.push(Addr::from(ip));
+    }
+    b.own.extend(input.facts.own_addresses.iter().copied());
+
+    b.unprotected = match cfg.policy.unprotected {
+        UnprotectedConfig::Pass => UnprotectedAction::Pass,
+        UnprotectedConfig::Forward => {
+            if cfg.forward.mode == ForwardModeConfig::Gre {
+                return Err(err(
+                    "policy.unprotected",
+                    "\"forward\" needs a destination to tunnel to; with forward.mode = \"gre\" use \"pass\" or \"drop\""
+                        .to_string(),
+                ));
+            }
+            UnprotectedAction::Forward
+        }
+        UnprotectedConfig::Drop => UnprotectedAction::Drop,
+    };
+
+    for (i, text) in cfg.policy.bogon_exempt.iter().enumerate() {
+        b.bogon_exempt.push(parse_cidr(file, &format!("policy.bogon_exempt[{i}]"), text)?);
+    }
+    b.allow = list_entries(file, "policy.allow", &cfg.policy.allow, "policy.allow_files", &cfg.policy.allow_files)?;
+    b.deny = list_entries(file, "policy.deny", &cfg.policy.deny, "policy.deny_files", &cfg.policy.deny_files)?;
+
+    let mut ids = HashSet::new();
+    for (i, r) in cfg.rules.iter().enumerate() {
+        let rule = compile_rule(file, i, r)?;
+        if !ids.insert(rule.id) {
+            return Err(err(&format!("rules[{i}].id"), format!("rule id {} is used twice", rule.id)));
+        }
+        b.rules.push(rule);
+    }
+
+    b.forward = compile_forward(cfg, file, input.facts)?;
+    Ok(b.build())
+}
+
+/// The per-worker pipeline sizing from the config.
+pub fn pipeline_config(cfg: &Config, workers: u32) -> PipelineConfig {
+    PipelineConfig {
+        workers: workers.max(1),
+        src_buckets: cfg.tables.src_buckets,
+        dst_buckets: cfg.tables.dst_buckets,
+        frag_buckets: cfg.tables.frag_buckets,
+        reply_budget: Rate::pps(cfg.tables.reply_pps),
+        reply_budget_per_dst: Rate::pps(cfg.tables.reply_pps_per_destination),
+        reply_buckets: cfg.tables.reply_buckets,
+    }
+}
+
+fn validate_dataplane(cfg: &Config, file: &Path) -> Result<(), ConfigError> {
+    let d = &cfg.dataplane;
+    let pow2 = |key: &str, v: u32, lo: u32, hi: u32| {
+        if !v.is_power_of_two() || v < lo || v > hi {
+            Err(ConfigError::new(file, key, format!("{v} must be a power of two between {lo} and {hi}")))
+        } else {
+            Ok(())
+        }
+    };
+    pow2("dataplane.ring_size", d.ring_size, 64, 1 << 16)?;
+    pow2("dataplane.fill_size", d.fill_size, 64, 1 << 16)?;
+    if d.frame_size != 2048 && d.frame_size != 4096 {
+        return Err(ConfigError::new(file, "dataplane.frame_size", format!("{} must be 2048 or 4096", d.frame_size)));
+    }
+    if d.batch == 0 || d.batch > 256 || d.batch > d.ring_size {
+        return Err(ConfigError::new(
+            file,
+            "dataplane.batch",
+            format!("{} must be between 1 and 256 and not above ring_size", d.batch),
+        ));
+    }
+    if d.frames < d.fill_size + d.ring_size {
+        return Err(ConfigError::new(
+            file,
+            "dataplane.frames",
+            format!("{} frames cannot fill the fill ring ({}) and the TX ring ({})", d.frames, d.fill_size, d.ring_size),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, q) in d.queues.iter().enumerate() {
+        if q.interface.is_empty() || q.interface.len() > 15 {
+            return Err(ConfigError::new(
+                file,
+                &format!("dataplane.queues[{i}].interface"),
+                "an interface name is 1 to 15 characters",
+            ));
+        }
+        if !seen.insert((q.interface.clone(), q.queue)) {
+            return Err(ConfigError::new(
+                file,
+                &format!("dataplane.queues[{i}]"),
+                format!("{} queue {} is listed twice", q.interface, q.queue),
+            ));
+        }
+    }
+    let t = &cfg.tables;
+    for (key, v) in [
+        ("tables.src_buckets", t.src_buckets),
+        ("tables.dst_buckets", t.dst_buckets),
+        ("tables.frag_buckets", t.frag_buckets),
+        ("tables.reply_buckets", t.reply_buckets),
+    ] {
+        if v == 0 || v > 1 << 26 {
+            return Err(ConfigError::new(file, key, format!("{v} must be between 1 and {}", 1u64 << 26)));
+        }
+    }
+    if t.reply_pps == 0 || t.reply_pps_per_destination == 0 {
+        return Err(ConfigError::new(file, "tables.reply_pps", "reply budgets must be above 0"));
+    }
+    Ok(())
+}
+
+fn compile_rate(file: &Path, key: &str, r: &RateConfig) -> Result<Rate, ConfigError> {
+    if r.pps == 0 && r.bps == 0 {
+        return Err(ConfigError::new(file, key, "a budget needs pps or bps above 0"));
+    }
+    if r.burst_ms == 0 || r.burst_ms > 10_000 {
+        return Err(ConfigError::new(file, &format!("{key}.burst_ms"), format!("{} must be 1..=10000", r.burst_ms)));
+    }
+    Ok(Rate { pps: r.pps, bytes_per_sec: r.bps.div_ceil(8), burst_ms: r.burst_ms })
+}
+
+fn compile_profile(file: &Path, key: &str, name: &str, p: &ProfileConfig) -> Result<Profile, ConfigError> {
+    let rate = |sub: &str, r: &Option<RateConfig>| -> Result<Option<Rate>, ConfigError> {
+        r.as_ref().map(|r| compile_rate(file, &format!("{key}.{sub}"), r)).transpose()
+    };
+    let fragments = match p.fragments {
+        FragmentConfig::Allow => FragmentPolicy::Allow,
+        FragmentConfig::Drop => FragmentPolicy::Drop,
+        FragmentConfig::RateLimit => match rate("fragment_rate", &p.fragment_rate)? {
+            Some(r) => FragmentPolicy::RateLimit(r),
+            None => {
+                return Err(ConfigError::new(
+                    file,
+                    &format!("{key}.fragment_rate"),
+                    "required with fragments = \"rate-limit\"",
+                ));
+            }
+        },
+    };
+    Ok(Profile {
+        name: name.to_string(),
+        mode: match p.mode {
+            ModeConfig::Mitigate => Mode::Mitigate,
+            ModeConfig::Monitor => Mode::Monitor,
+        },
+        filters: BaselineFilters {
+            bogon_sources: p.bogon_sources,
+            land: p.land,
+            tcp_flag_abuse: p.tcp_flag_abuse,
+            ttl_zero: p.ttl_zero,
+            drop_ipv4_options: p.ipv4_options == AllowDrop::Drop,
+        },
+        fragments,
+        src_limit: rate("src_limit", &p.src_limit)?,
+        dst_limit: rate("dst_limit", &p.dst_limit)?,
+    })
+}
+
+fn list_entries(
+    file: &Path,
+    key: &str,
+    inline: &[String],
+    files_key: &str,
+    files: &[PathBuf],
+) -> Result<Vec<(Cidr, u64)>, ConfigError> {
+    let mut out = Vec::with_capacity(inline.len());
+    for (i, text) in inline.iter().enumerate() {
+        out.push((parse_cidr(file, &format!("{key}[{i}]"), text)?, NEVER));
+    }
+    let base = file.parent().unwrap_or(Path::new("."));
+    for (i, path) in files.iter().enumerate() {
+        let full = if path.is_absolute() { path.clone() } else { base.join(path) };
+        let list = load_prefix_list(&full).map_err(|e| {
+            ConfigError::new(file, &format!("{files_key}[{i}]"), format!("{}: {}", e.key, e.message))
+        })?;
+        out.extend(list.into_iter().map(|c| (c, NEVER)));
+    }
+    Ok(out)
+}
+
+fn parse_ipv4(file: &Path, key: &str, text: &str) -> Result<u32, ConfigError> {
+    text.parse::<Ipv4Addr>()
+        .map(u32::from)
+        .map_err(|_| ConfigError::new(file, key, format!("`{text}` is not an IPv4 address")))
+}
+
+fn parse_range<T: std::str::FromStr + PartialOrd + Copy>(file: &Path, key: &str, text: &str) -> Result<Span<T>, ConfigError> {
+    let bad = || ConfigError::new(file, key, format!("`{text}` is not a value or an inclusive range like 10-20"));
+    let (lo, hi) = match text.split_once('-') {
+        Some((a, b)) => (a.trim().parse::<T>().map_err(|_| bad())?, b.trim().parse::<T>().map_err(|_| bad())?),
+        None => {
+            let v = text.trim().parse::<T>().map_err(|_| bad())?;
+            (v, v)
+        }
+    };
+    if lo > hi {
+        return Err(ConfigError::new(file, key, format!("`{text}`: the low end is above the high end")));
+    }
+    Ok(Span::new(lo, hi))
+}
+
+fn parse_ports(file: &Path, key: &str, spec: &PortSpec) -> Result<Span<u16>, ConfigError> {
+    match spec {
+        PortSpec::One(p) => Ok(Span::new(*p, *p)),
+        PortSpec::Range(text) => parse_range(file, key, text),
+    }
+}
+
+fn parse_protocol(file: &Path, key: &str, spec: &ProtocolSpec) -> Result<u8, ConfigError> {
+    match spec {
+        ProtocolSpec::Number(n) => Ok(*n),
+        ProtocolSpec::Name(name) => match name.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(proto::TCP),
+            "udp" => Ok(proto::UDP),
+            "icmp" => Ok(proto::ICMP),
+            "icmpv6" | "ipv6-icmp" => Ok(proto::ICMPV6),
+            "gre" => Ok(proto::GRE),
+            "esp" => Ok(proto::ESP),
+            "ah" => Ok(proto::AH),
+            other => Err(ConfigError::new(
+                file,
+                key,
+                format!("unknown protocol `{other}` (tcp, udp, icmp, icmpv6, gre, esp, ah or a number)"),
+            )),
+        },
+    }
+}
+
+/// Parses `"syn,ack"` into flag bits.
+pub fn parse_tcp_flags(file: &Path, key: &str, text: &str) -> Result<u8, ConfigError> {
+    use dataplane::parse::tcp_flags as f;
+    let mut bits = 0u8;
+    for word in text.split([',', '|', ' ']).filter(|w| !w.is_empty()) {
+        bits |= match word.to_ascii_lowercase().as_str() {
+            "fin" => f::FIN,
+            "syn" => f::SYN,
+            "rst" => f::RST,
+            "psh" => f::PSH,
+            "ack" => f::ACK,
+            "urg" => f::URG,
+            "ece" => f::ECE,
+            "cwr" => f::CWR,
+            other => {
+                return Err(ConfigError::new(
+                    file,
+                    key,
+                    format!("unknown TCP flag `{other}` (fin, syn, rst, psh, ack, urg, ece, cwr)"),
+                ));
+            }
+        };
+    }
+    Ok(bits)
+}
+
+fn compile_rule(file: &Path, i: usize, r: &RuleConfig) -> Result<Rule, ConfigError> {
+    let key = format!("rules[{i}]");
+    let k = |s: &str| format!("{key}.{s}");
+    let action = match r.action {
+        RuleActionConfig::Allow => RuleAction::Allow,
+        RuleActionConfig::Drop => RuleAction::Drop,
+        RuleActionConfig::RateLimit => match &r.rate {
+            Some(rate) => RuleAction::RateLimit(compile_rate(file, &k("rate"), rate)?),
+            None => return Err(ConfigError::new(file, &k("rate"), "required with action = \"rate-limit\"")),
+        },
+    };
+    let protocol = r.protocol.as_ref().map(|p| parse_protocol(file, &k("protocol"), p)).transpose()?;
+    let has_ports = r.src_ports.is_some() || r.dst_ports.is_some();
+    if has_ports && !matches!(protocol, Some(proto::TCP) | Some(proto::UDP)) {
+        return Err(ConfigError::new(file, &k("protocol"), "port conditions need protocol = \"tcp\" or \"udp\""));
+    }
+    if r.tcp_flags.is_some() && protocol != Some(proto::TCP) {
+        return Err(ConfigError::new(file, &k("protocol"), "tcp_flags needs protocol = \"tcp\""));
+    }
+    let tcp_flags = match &r.tcp_flags {
+        Some(t) => {
+            let mask = parse_tcp_flags(file, &k("tcp_flags.mask"), &t.mask)?;
+            let value = parse_tcp_flags(file, &k("tcp_flags.value"), &t.value)?;
+            if value & !mask != 0 {
+                return Err(ConfigError::new(file, &k("tcp_flags.value"), "value has flags outside the mask"));
+            }
+            Some((mask, value))
+        }
+        None => None,
+    };
+    Ok(Rule {
+        id: r.id.unwrap_or(i as u32 + 1),
+        protocol,
+        src: r.src.as_ref().map(|s| parse_cidr(file, &k("src"), s)).transpose()?,
+        dst: r.dst.as_ref().map(|s| parse_cidr(file, &k("dst"), s)).transpose()?,
+        src_ports: r.src_ports.as_ref().map(|p| parse_ports(file, &k("src_ports"), p)).transpose()?,
+        dst_ports: r.dst_ports.as_ref().map(|p| parse_ports(file, &k("dst_ports"), p)).transpose()?,
+        tcp_flags,
+        length: r.length.as_ref().map(|s| parse_range(file, &k("length"), s)).transpose()?,
+        ttl: r.ttl.as_ref().map(|s| parse_range(file, &k("ttl"), s)).transpose()?,
+        action,
+    })
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split([':', '-']);
+    for byte in &mut mac {
+        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+fn compile_forward(cfg: &Config, file: &Path, facts: &SystemFacts) -> Result<ForwardSettings, ConfigError> {
+    let f = &cfg.forward;
+    let mode = match f.mode {
+        ForwardModeConfig::L2 => ForwardMode::L2,
+        ForwardModeConfig::Gre => ForwardMode::Gre,
+        ForwardModeConfig::Hairpin => ForwardMode::Hairpin,
+    };
+    if mode != ForwardMode::Hairpin && f.egress.is_none() && !cfg.dataplane.queues.is_empty() {
+        return Err(ConfigError::new(file, "forward.egress", "required with forward.mode = \"l2\" or \"gre\""));
+    }
+    let next_hop_mac = if f.next_hop_mac == "auto" {
+        if f.next_hop_ip.is_none() {
+            return Err(ConfigError::new(
+                file,
+                "forward.next_hop_ip",
+                "required with next_hop_mac = \"auto\" (the MAC is resolved from the kernel neighbour table)",
+            ));
+        }
+        f.next_hop_ip
+            .as_deref()
+            .map(|t| {
+                t.parse::<IpAddr>()
+                    .map_err(|_| ConfigError::new(file, "forward.next_hop_ip", format!("`{t}` is not an IP address")))
+            })
+            .transpose()?;
+        facts.next_hop_mac.unwrap_or([0; 6])
+    } else {
+        parse_mac(&f.next_hop_mac).ok_or_else(|| {
+            ConfigError::new(file, "forward.next_hop_mac", format!("`{}` is not a MAC address or \"auto\"", f.next_hop_mac))
+        })?
+    };
+    let vlan = match f.vlan {
+        VlanConfig::Word(VlanWord::Keep) => VlanAction::Keep,
+        VlanConfig::Word(VlanWord::Strip) => VlanAction::Strip,
+        VlanConfig::Id(id) if (1..=4094).contains(&id) => VlanAction::Set(id),
+        VlanConfig::Id(id) => return Err(ConfigError::new(file, "forward.vlan", format!("VLAN id {id} is not in 1..=4094"))),
+    };
+    let gre_local = match (&f.gre_local, mode) {
+        (Some(t), _) => parse_ipv4(file, "forward.gre_local", t)?,
+        (None, ForwardMode::Gre) => {
+            return Err(ConfigError::new(file, "forward.gre_local", "required with forward.mode = \"gre\""));
+        }
+        (None, _) => 0,
+    };
+    if f.mtu < 1280 {
+        return Err(ConfigError::new(file, "forward.mtu", format!("{} is below the IPv6 minimum of 1280", f.mtu)));
+    }
+    Ok(ForwardSettings {
+        mode,
+        src_mac: facts.egress_mac.unwrap_or([0; 6]),
+        next_hop_mac,
+        vlan,
+        gre_local,
+        egress_mtu: f.mtu,
+    })
+}
