@@ -1,1 +1,203 @@
-//! Inputs shared by the benches.
+//! Inputs shared by the criterion benches and the allocation test: policies at realistic
+//! scale and large pools of pre-built frames, so a benchmark walks millions of distinct keys
+//! instead of one flow that sits in L1.
+
+use dataplane::Cidr;
+use dataplane::build::Packet;
+use dataplane::policy::{self, ForwardMode, ForwardSettings, Policy, PolicyBuilder, Profile, VlanAction};
+use dataplane::ratelimit::Rate;
+use dataplane::verdict::Verdict;
+use dataplane::{Frame, Now, Pipeline, PipelineConfig};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Headroom in front of each pooled frame (room for GRE or a VLAN tag).
+pub const HEADROOM: usize = 64;
+/// Frames per batch, as a worker would see them.
+pub const BATCH: usize = 64;
+
+/// Deterministic xorshift generator (benches must not depend on OS randomness).
+#[derive(Debug, Clone)]
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    /// Next value.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+/// The lab policy: 198.18.100.0/24 and 2001:2:0:100::/64 protected, lab ranges exempt from the
+/// bogon filter, `deny` random /32s (from 100.0.0.0/8 upwards, avoiding the lab) on the deny list,
+/// and an optional per-source budget.
+pub fn lab_policy(deny: usize, src_limit: Option<Rate>) -> Policy {
+    let mut b = PolicyBuilder::new();
+    let mut profile = Profile::named("lab");
+    profile.src_limit = src_limit;
+    let lab = b.profile(profile);
+    b.protect("198.18.100.0/24".parse().expect("valid"), lab);
+    b.protect("2001:2:0:100::/64".parse().expect("valid"), lab);
+    b.bogon_exempt = vec!["198.18.0.0/15".parse().expect("valid"), "2001:2::/48".parse().expect("valid")];
+    b.deny = deny_addresses(deny).into_iter().map(|a| (Cidr::V4(u32::from(a), 32), policy::NEVER)).collect();
+    b.forward = ForwardSettings {
+        mode: ForwardMode::L2,
+        src_mac: [2, 0, 0, 0, 0, 1],
+        next_hop_mac: [2, 0, 0, 0, 0, 2],
+        vlan: VlanAction::Keep,
+        gre_local: 0,
+        egress_mtu: 1500,
+    };
+    b.build()
+}
+
+/// `n` distinct deny-listed IPv4 addresses (deterministic).
+pub fn deny_addresses(n: usize) -> Vec<Ipv4Addr> {
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    (0..n).map(|_| Ipv4Addr::from(0x6400_0000 + (rng.next_u64() as u32 % 0x8000_0000))).collect()
+}
+
+/// A pool of frames laid out one per fixed-size slot, processed batch by batch.
+#[derive(Debug)]
+pub struct FramePool {
+    buf: Vec<u8>,
+    lens: Vec<usize>,
+    slot: usize,
+}
+
+impl FramePool {
+    /// Builds the pool from frames (each must fit `slot - HEADROOM`).
+    pub fn new(frames: impl IntoIterator<Item = Vec<u8>>, slot: usize) -> FramePool {
+        let frames: Vec<Vec<u8>> = frames.into_iter().collect();
+        let mut buf = vec![0u8; frames.len() * slot];
+        let mut lens = Vec::with_capacity(frames.len());
+        for (i, f) in frames.iter().enumerate() {
+            let at = i * slot + HEADROOM;
+            buf[at..at + f.len()].copy_from_slice(f);
+            lens.push(f.len());
+        }
+        FramePool { buf, lens, slot }
+    }
+
+    /// Number of frames.
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// Runs batch number `batch` (wrapping) through `pipeline`; returns how many were forwarded.
+    pub fn run_batch(
+        &mut self,
+        pipeline: &mut Pipeline,
+        batch: usize,
+        now: Now,
+        verdicts: &mut [Verdict; BATCH],
+    ) -> usize {
+        let batches = self.lens.len() / BATCH;
+        let first = (batch % batches.max(1)) * BATCH;
+        let slot = self.slot;
+        let chunk = &mut self.buf[first * slot..(first + BATCH) * slot];
+        let lens = &self.lens[first..first + BATCH];
+        let mut frames: [Option<Frame<'_>>; BATCH] = [const { None }; BATCH];
+        for ((cell, piece), &len) in frames.iter_mut().zip(chunk.chunks_mut(slot)).zip(lens) {
+            *cell = Some(Frame::new(piece, HEADROOM, len));
+        }
+        let mut frames = frames.map(|f| f.expect("every slot filled"));
+        pipeline.process(now, &mut frames, verdicts);
+        verdicts.iter().filter(|v| **v == Verdict::Forward).count()
+    }
+}
+
+/// Address `i` of the client /16s (198.18.0.0/15 minus the protected /24), for many sources.
+pub fn client_v4(i: u32) -> IpAddr {
+    let host = i % 0x1_0000;
+    IpAddr::V4(Ipv4Addr::from(0xc612_0000 | host))
+}
+
+/// Address `i` of the IPv6 client range.
+pub fn client_v6(i: u32) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::from(0x2001_0002_0000_0001_0000_0000_0000_0000u128 | u128::from(i)))
+}
+
+/// The protected server.
+pub fn server_v4() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 18, 100, 10))
+}
+
+/// The protected IPv6 server.
+pub fn server_v6() -> IpAddr {
+    "2001:2:0:100::10".parse().expect("valid")
+}
+
+/// Clean TCP (ACK with 32 bytes) from `n` sources.
+pub fn clean_tcp(n: usize) -> Vec<Vec<u8>> {
+    (0..n as u32)
+        .map(|i| {
+            Packet::tcp(client_v4(i), 1024 + (i % 60000) as u16, server_v4(), 443).flags(0x10).payload(&[7; 32]).build()
+        })
+        .collect()
+}
+
+/// Clean UDP (64 bytes of payload) from `n` sources, alternating IPv4 and IPv6.
+pub fn clean_udp(n: usize) -> Vec<Vec<u8>> {
+    (0..n as u32)
+        .map(|i| {
+            if i % 2 == 0 {
+                Packet::udp(client_v4(i), 1024 + (i % 60000) as u16, server_v4(), 5000).payload(&[7; 64]).build()
+            } else {
+                Packet::udp(client_v6(i), 1024 + (i % 60000) as u16, server_v6(), 5000).payload(&[7; 64]).build()
+            }
+        })
+        .collect()
+}
+
+/// UDP from deny-listed sources.
+pub fn deny_hits(addresses: &[Ipv4Addr], n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            Packet::udp(IpAddr::V4(addresses[i * 7919 % addresses.len()]), 53, server_v4(), 4444)
+                .payload(&[0; 18])
+                .build()
+        })
+        .collect()
+}
+
+/// UDP from `n` distinct sources across a 1 M space (for the per-source budget).
+pub fn many_sources(n: usize) -> Vec<Vec<u8>> {
+    let mut rng = XorShift(42);
+    (0..n)
+        .map(|_| {
+            let a = IpAddr::V6(Ipv6Addr::from(
+                0x2001_0002_0000_0000_0000_0000_0000_0000u128 | u128::from(rng.next_u64() as u32 % 1_000_000),
+            ));
+            Packet::udp(a, 1000, server_v6(), 5000).payload(&[0; 18]).build()
+        })
+        .collect()
+}
+
+/// Malformed frames of several kinds (bad checksum, cut headers, bad lengths).
+pub fn malformed(n: usize) -> Vec<Vec<u8>> {
+    (0..n as u32)
+        .map(|i| {
+            let mut f = Packet::tcp(client_v4(i), 1000, server_v4(), 80).build();
+            match i % 3 {
+                0 => f[24] ^= 0xff,          // IPv4 checksum
+                1 => f[14 + 20 + 12] = 0x30, // TCP data offset 3
+                _ => f[14 + 3] = 0xff,       // total length past the frame
+            }
+            f
+        })
+        .collect()
+}
+
+/// A pipeline over `policy` with one worker's default sizing (`src_buckets` overridable).
+pub fn pipeline(policy: Policy, src_buckets: usize) -> Pipeline {
+    Pipeline::new(policy::cell(policy), PipelineConfig { src_buckets, ..PipelineConfig::default() })
+}

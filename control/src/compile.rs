@@ -7,6 +7,7 @@
 use crate::config::*;
 use crate::error::ConfigError;
 use crate::lists::load_prefix_list;
+use dataplane::PipelineConfig;
 use dataplane::addr::{Addr, Cidr};
 use dataplane::parse::proto;
 use dataplane::policy::rules::{Rule, RuleAction, Span};
@@ -15,7 +16,6 @@ use dataplane::policy::{
     ProtectedPrefix, UnprotectedAction, VlanAction,
 };
 use dataplane::ratelimit::Rate;
-use dataplane::PipelineConfig;
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -174,7 +174,10 @@ fn validate_dataplane(cfg: &Config, file: &Path) -> Result<(), ConfigError> {
         return Err(ConfigError::new(
             file,
             "dataplane.frames",
-            format!("{} frames cannot fill the fill ring ({}) and the TX ring ({})", d.frames, d.fill_size, d.ring_size),
+            format!(
+                "{} frames cannot fill the fill ring ({}) and the TX ring ({})",
+                d.frames, d.fill_size, d.ring_size
+            ),
         ));
     }
     let mut seen = HashSet::new();
@@ -272,9 +275,8 @@ fn list_entries(
     let base = file.parent().unwrap_or(Path::new("."));
     for (i, path) in files.iter().enumerate() {
         let full = if path.is_absolute() { path.clone() } else { base.join(path) };
-        let list = load_prefix_list(&full).map_err(|e| {
-            ConfigError::new(file, &format!("{files_key}[{i}]"), format!("{}: {}", e.key, e.message))
-        })?;
+        let list = load_prefix_list(&full)
+            .map_err(|e| ConfigError::new(file, &format!("{files_key}[{i}]"), format!("{}: {}", e.key, e.message)))?;
         out.extend(list.into_iter().map(|c| (c, NEVER)));
     }
     Ok(out)
@@ -286,7 +288,11 @@ fn parse_ipv4(file: &Path, key: &str, text: &str) -> Result<u32, ConfigError> {
         .map_err(|_| ConfigError::new(file, key, format!("`{text}` is not an IPv4 address")))
 }
 
-fn parse_range<T: std::str::FromStr + PartialOrd + Copy>(file: &Path, key: &str, text: &str) -> Result<Span<T>, ConfigError> {
+fn parse_range<T: std::str::FromStr + PartialOrd + Copy>(
+    file: &Path,
+    key: &str,
+    text: &str,
+) -> Result<Span<T>, ConfigError> {
     let bad = || ConfigError::new(file, key, format!("`{text}` is not a value or an inclusive range like 10-20"));
     let (lo, hi) = match text.split_once('-') {
         Some((a, b)) => (a.trim().parse::<T>().map_err(|_| bad())?, b.trim().parse::<T>().map_err(|_| bad())?),
@@ -362,7 +368,9 @@ fn compile_rule(file: &Path, i: usize, r: &RuleConfig) -> Result<Rule, ConfigErr
         RuleActionConfig::Drop => RuleAction::Drop,
         RuleActionConfig::RateLimit => match &r.rate {
             Some(rate) => RuleAction::RateLimit(compile_rate(file, &k("rate"), rate)?),
-            None => return Err(ConfigError::new(file, &k("rate"), "required with action = \"rate-limit\"")),
+            None => {
+                return Err(ConfigError::new(file, &k("rate"), "required with action = \"rate-limit\""));
+            }
         },
     };
     let protocol = r.protocol.as_ref().map(|p| parse_protocol(file, &k("protocol"), p)).transpose()?;
@@ -419,7 +427,8 @@ fn compile_forward(cfg: &Config, file: &Path, facts: &SystemFacts) -> Result<For
         return Err(ConfigError::new(file, "forward.egress", "required with forward.mode = \"l2\" or \"gre\""));
     }
     let next_hop_mac = if f.next_hop_mac == "auto" {
-        if f.next_hop_ip.is_none() {
+        // A policy-only config (no queues: tests, `check` of a fragment) forwards nowhere.
+        if f.next_hop_ip.is_none() && !cfg.dataplane.queues.is_empty() {
             return Err(ConfigError::new(
                 file,
                 "forward.next_hop_ip",
@@ -436,14 +445,20 @@ fn compile_forward(cfg: &Config, file: &Path, facts: &SystemFacts) -> Result<For
         facts.next_hop_mac.unwrap_or([0; 6])
     } else {
         parse_mac(&f.next_hop_mac).ok_or_else(|| {
-            ConfigError::new(file, "forward.next_hop_mac", format!("`{}` is not a MAC address or \"auto\"", f.next_hop_mac))
+            ConfigError::new(
+                file,
+                "forward.next_hop_mac",
+                format!("`{}` is not a MAC address or \"auto\"", f.next_hop_mac),
+            )
         })?
     };
     let vlan = match f.vlan {
         VlanConfig::Word(VlanWord::Keep) => VlanAction::Keep,
         VlanConfig::Word(VlanWord::Strip) => VlanAction::Strip,
         VlanConfig::Id(id) if (1..=4094).contains(&id) => VlanAction::Set(id),
-        VlanConfig::Id(id) => return Err(ConfigError::new(file, "forward.vlan", format!("VLAN id {id} is not in 1..=4094"))),
+        VlanConfig::Id(id) => {
+            return Err(ConfigError::new(file, "forward.vlan", format!("VLAN id {id} is not in 1..=4094")));
+        }
     };
     let gre_local = match (&f.gre_local, mode) {
         (Some(t), _) => parse_ipv4(file, "forward.gre_local", t)?,
@@ -463,4 +478,139 @@ fn compile_forward(cfg: &Config, file: &Path, facts: &SystemFacts) -> Result<For
         gre_local,
         egress_mtu: f.mtu,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::build::Packet;
+    use dataplane::verdict::{DropReason, Verdict};
+    use dataplane::{Frame, Now, Pipeline};
+
+    fn compile_text(text: &str) -> Result<Policy, ConfigError> {
+        let file = Path::new("test.toml");
+        let config = Config::from_toml(text, file)?;
+        compile(&CompileInput { config: &config, file, generation: 1, facts: &SystemFacts::default() })
+    }
+
+    fn err(text: &str) -> String {
+        compile_text(text).map(|_| ()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_shipped_config_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") && path.file_name().is_some_and(|n| n != "reflection.toml")
+            {
+                crate::check_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                checked += 1;
+            }
+        }
+        assert!(checked >= 2, "found {checked} configs in {}", dir.display());
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_problem() {
+        assert_eq!(
+            err("[[prefixes]]\ncidr = \"10.0.0.1/8\"\n"),
+            "test.toml: prefixes[0].cidr: `10.0.0.1/8` has bits set past its prefix length (write the network address)"
+        );
+        assert_eq!(
+            err("[[prefixes]]\ncidr = \"10.0.0.0/8\"\nprofile = \"web\"\n"),
+            "test.toml: prefixes[0].profile: no profile named `web` (defined: default)"
+        );
+        assert!(
+            err("[profiles.x]\nsrc_limit = { pps = 0 }\n")
+                .starts_with("test.toml: profiles.x.src_limit: a budget needs pps or bps above 0")
+        );
+        assert!(
+            err("[dataplane]\nring_size = 1000\n")
+                .starts_with("test.toml: dataplane.ring_size: 1000 must be a power of two")
+        );
+        assert!(
+            err("[forward]\nmode = \"gre\"\n[[prefixes]]\ncidr = \"10.0.0.0/8\"\n")
+                .contains("prefixes[0].gre_endpoint: required")
+        );
+        assert!(
+            err("[[rules]]\naction = \"drop\"\ndst_ports = 80\n").contains("rules[0].protocol: port conditions need")
+        );
+        assert!(err("[[rules]]\naction = \"drop\"\nprotocol = \"tcp\"\ntcp_flags = { mask = \"syn\", value = \"syn,ack\" }\n").contains("value has flags outside the mask"));
+        assert!(err("[[rules]]\naction = \"rate-limit\"\n").contains("rules[0].rate: required"));
+        assert!(err("[[rules]]\naction = \"drop\"\nprotocol = \"sctpx\"\n").contains("unknown protocol `sctpx`"));
+        assert!(
+            err("[[rules]]\naction = \"drop\"\nprotocol = \"udp\"\ndst_ports = \"9-3\"\n")
+                .contains("low end is above the high end")
+        );
+        assert!(err("[policy]\ndeny = [\"banana\"]\n").contains("policy.deny[0]: `banana` is not"));
+    }
+
+    #[test]
+    fn syntax_and_unknown_keys_are_located() {
+        let e = err("[policy]\nunprotectd = \"pass\"\n");
+        assert!(e.starts_with("test.toml: line 2 column 1: unknown field `unprotectd`"), "{e}");
+        let e = err("[policy\n");
+        assert!(e.starts_with("test.toml: line 1"), "{e}");
+        let e = err("[dataplane]\nbatch = \"many\"\n");
+        assert!(e.contains("line 2") && e.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn list_files_are_read_relative_to_the_config() {
+        let dir = std::env::temp_dir().join(format!("scrubber-lists-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("drop.txt"), "203.0.113.0/24 ; SBL1\n2001:db8::/32\n").unwrap();
+        std::fs::write(dir.join("bad.txt"), "203.0.113.1/24\n").unwrap();
+        let cfg = dir.join("c.toml");
+        std::fs::write(&cfg, "[policy]\ndeny_files = [\"drop.txt\"]\n").unwrap();
+        let (_, policy) = crate::check_file(&cfg).unwrap();
+        assert_eq!(policy.deny_count(), 2);
+        std::fs::write(&cfg, "[policy]\ndeny_files = [\"bad.txt\"]\n").unwrap();
+        let e = crate::check_file(&cfg).unwrap_err().to_string();
+        assert!(e.contains("policy.deny_files[0]: line 1:"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The default config drops the lab's own ranges as bogons; lab.toml exempts them.
+    #[test]
+    fn default_config_drops_lab_ranges_and_lab_config_does_not() {
+        let base = "[[prefixes]]\ncidr = \"198.18.100.0/24\"\n[[prefixes]]\ncidr = \"2001:2:0:100::/64\"\n";
+        let lab = format!("{base}[policy]\nbogon_exempt = [\"198.18.0.0/15\", \"2001:2::/48\"]\n");
+        let v4 = Packet::udp("198.18.1.2".parse().unwrap(), 1, "198.18.100.10".parse().unwrap(), 2).build();
+        let v6 = Packet::udp("2001:2:0:1::2".parse().unwrap(), 1, "2001:2:0:100::10".parse().unwrap(), 2).build();
+        for (text, expected) in [(base.to_string(), Verdict::Drop(DropReason::BogonSource)), (lab, Verdict::Forward)] {
+            let mut p = Pipeline::new(dataplane::policy::cell(compile_text(&text).unwrap()), Default::default());
+            for bytes in [&v4, &v6] {
+                let mut buf = vec![0u8; 64 + bytes.len()];
+                buf[64..].copy_from_slice(bytes);
+                let mut f = Frame::new(&mut buf, 64, bytes.len());
+                assert_eq!(p.process_one(Now::default(), &mut f), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn rules_compile_with_ids_ranges_and_flags() {
+        let p = compile_text(
+            "[[rules]]\naction = \"drop\"\nprotocol = \"tcp\"\nsrc = \"198.18.0.0/15\"\ndst_ports = \"1-1023\"\ntcp_flags = { mask = \"syn,ack\", value = \"syn\" }\nlength = \"40-60\"\nttl = \"1-5\"\n[[rules]]\nid = 7\naction = \"rate-limit\"\nrate = { bps = 8000 }\nprotocol = 1\n",
+        )
+        .unwrap();
+        assert_eq!(p.rules.len(), 2);
+        assert_eq!(p.rules[0].id, 1);
+        assert_eq!(p.rules[0].tcp_flags, Some((0x12, 0x02)));
+        assert_eq!(p.rules[0].dst_ports, Some(Span::new(1, 1023)));
+        assert_eq!(p.rules[1].id, 7);
+        assert_eq!(p.rules[1].action, RuleAction::RateLimit(Rate { pps: 0, bytes_per_sec: 1000, burst_ms: 100 }));
+    }
+
+    #[test]
+    fn macs_parse() {
+        assert_eq!(parse_mac("02:00:00:aa:bb:cc"), Some([2, 0, 0, 0xaa, 0xbb, 0xcc]));
+        assert_eq!(parse_mac("02-00-00-aa-bb-cc"), Some([2, 0, 0, 0xaa, 0xbb, 0xcc]));
+        assert_eq!(parse_mac("02:00:00:aa:bb"), None);
+        assert_eq!(parse_mac("02:00:00:aa:bb:cc:dd"), None);
+        assert_eq!(parse_mac("zz:00:00:aa:bb:cc"), None);
+    }
 }

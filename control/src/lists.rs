@@ -16,7 +16,8 @@ pub fn parse_prefix_list(text: &str, file: &Path) -> Result<Vec<Cidr>, ConfigErr
         }
         // Some lists carry extra columns after whitespace; the prefix is the first one.
         let first = line.split_whitespace().next().unwrap_or(line);
-        let cidr = first.parse::<Cidr>().map_err(|e| ConfigError::new(file, &format!("line {}", i + 1), e.to_string()))?;
+        let cidr =
+            first.parse::<Cidr>().map_err(|e| ConfigError::new(file, &format!("line {}", i + 1), e.to_string()))?;
         out.push(cidr);
     }
     Ok(out)

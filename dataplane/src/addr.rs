@@ -53,11 +53,7 @@ impl Addr {
 
     /// The standard library form.
     pub fn to_ip(self) -> IpAddr {
-        if self.is_v4() {
-            IpAddr::V4(Ipv4Addr::from(self.v4_value()))
-        } else {
-            IpAddr::V6(Ipv6Addr::from(self.0))
-        }
+        if self.is_v4() { IpAddr::V4(Ipv4Addr::from(self.v4_value())) } else { IpAddr::V6(Ipv6Addr::from(self.0)) }
     }
 }
 
@@ -142,7 +138,7 @@ impl Cidr {
     }
 
     /// Prefix length.
-    pub const fn len(self) -> u8 {
+    pub const fn prefix_len(self) -> u8 {
         match self {
             Cidr::V4(_, l) | Cidr::V6(_, l) => l,
         }
@@ -215,7 +211,7 @@ impl FromStr for Cidr {
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network(), self.len())
+        write!(f, "{}/{}", self.network(), self.prefix_len())
     }
 }
 
@@ -247,7 +243,7 @@ mod tests {
         assert!(!c.contains(Addr::from("198.20.0.0".parse::<IpAddr>().unwrap())));
         assert!(!c.contains(Addr::from("::ffff:1".parse::<IpAddr>().unwrap())) || c.is_v4());
         let h: Cidr = "10.1.2.3".parse().unwrap();
-        assert_eq!(h.len(), 32);
+        assert_eq!(h.prefix_len(), 32);
         let six: Cidr = "2001:2::/48".parse().unwrap();
         assert!(six.contains(Addr::from("2001:2:0:ffff::1".parse::<IpAddr>().unwrap())));
         assert!(!six.contains(Addr::v4(1)));

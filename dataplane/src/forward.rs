@@ -147,7 +147,11 @@ mod tests {
         let mut buf = vec![0u8; HEADROOM + bytes.len() + 64];
         buf[HEADROOM..HEADROOM + bytes.len()].copy_from_slice(bytes);
         let mut frame = Frame::new(&mut buf, HEADROOM, bytes.len());
-        let prefix = ProtectedPrefix { cidr: "198.18.100.0/24".parse::<Cidr>().unwrap(), profile: 0, gre_endpoint: Some(0xc612_c801) };
+        let prefix = ProtectedPrefix {
+            cidr: "198.18.100.0/24".parse::<Cidr>().unwrap(),
+            profile: 0,
+            gre_endpoint: Some(0xc612_c801),
+        };
         let r = rewrite(s, Some(&prefix), &info, &mut frame);
         (r, frame.data().to_vec())
     }
@@ -174,7 +178,7 @@ mod tests {
         let info = parse(&out).unwrap().unwrap();
         assert_eq!(info.vlan_ids, [300, 10]);
 
-        let untagged = Packet::udp(ip("2001:2::1"), 1, ip("2001:2:100::1"), 2).build();
+        let untagged = Packet::udp(ip("2001:2::1"), 1, ip("2001:2:0:100::1"), 2).build();
         let (_, out) = run(&settings(ForwardMode::L2, VlanAction::Set(42)), &untagged);
         let info = parse(&out).unwrap().unwrap();
         assert_eq!((info.vlan_count, info.vlan_ids[0]), (1, 42));
@@ -183,7 +187,7 @@ mod tests {
 
     #[test]
     fn gre_wraps_the_ip_packet() {
-        let bytes = Packet::tcp(ip("2001:2::1"), 1000, ip("2001:2:100::1"), 80).vlan(9).payload(b"GET /").build();
+        let bytes = Packet::tcp(ip("2001:2::1"), 1000, ip("2001:2:0:100::1"), 80).vlan(9).payload(b"GET /").build();
         let (r, out) = run(&settings(ForwardMode::Gre, VlanAction::Keep), &bytes);
         assert_eq!(r, Ok(()));
         let outer = parse(&out).unwrap().unwrap();

@@ -27,6 +27,9 @@ pub mod table;
 pub mod verdict;
 pub mod wire;
 
+#[cfg(test)]
+mod fixtures;
+
 pub use addr::{Addr, Cidr};
 pub use frame::Frame;
 pub use pipeline::{Now, Pipeline, PipelineConfig};

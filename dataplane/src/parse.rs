@@ -11,8 +11,8 @@ use crate::addr::Addr;
 use crate::verdict::DropReason;
 use crate::wire::vlan::{self, is_vlan_tpid};
 use smoltcp::wire::{
-    EthernetFrame, IPV4_HEADER_LEN, IPV6_HEADER_LEN, Ipv4Packet, Ipv6Packet, TCP_HEADER_LEN, TcpPacket,
-    UDP_HEADER_LEN, UdpPacket,
+    EthernetFrame, IPV4_HEADER_LEN, IPV6_HEADER_LEN, Ipv4Packet, Ipv6Packet, TCP_HEADER_LEN, TcpPacket, UDP_HEADER_LEN,
+    UdpPacket,
 };
 
 /// Ethernet header length without tags.
@@ -270,11 +270,7 @@ fn parse_ipv4(l3: &[u8], info: &mut PacketInfo) -> Result<(), DropReason> {
     }
     parse_l4(l4, info).map_err(|reason| {
         // A first fragment too short for its own transport header is the tiny-fragment attack.
-        if info.fragment == Fragment::First && is_l4_truncation(reason) {
-            DropReason::Ipv4TinyFragment
-        } else {
-            reason
-        }
+        if info.fragment == Fragment::First && is_l4_truncation(reason) { DropReason::Ipv4TinyFragment } else { reason }
     })
 }
 

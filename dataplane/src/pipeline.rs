@@ -77,6 +77,38 @@ impl Default for PipelineConfig {
     }
 }
 
+/// Frames decided per pass; longer batches are split.
+const MAX_BATCH: usize = 256;
+
+/// What the first pass over a batch learned about one frame: the parse, and the table lookups
+/// that may miss the cache. Doing these for the whole batch first lets the CPU overlap the
+/// memory accesses of independent frames instead of waiting on each in turn.
+#[derive(Clone, Copy, Debug)]
+struct Lookup {
+    parsed: Result<Option<PacketInfo>, DropReason>,
+    dst: Option<DstClass>,
+    allowed: bool,
+    denied: bool,
+}
+
+impl Lookup {
+    const EMPTY: Lookup = Lookup { parsed: Ok(None), dst: None, allowed: false, denied: false };
+
+    #[inline]
+    fn of(policy: &Policy, now: Now, frame: &[u8]) -> Lookup {
+        let parsed = parse(frame);
+        match parsed {
+            Ok(Some(info)) => Lookup {
+                parsed,
+                dst: policy.classify_dst(info.dst),
+                allowed: policy.allowed(info.src, now.mono_ns),
+                denied: policy.denied(info.src, now.mono_ns),
+            },
+            _ => Lookup { parsed, ..Lookup::EMPTY },
+        }
+    }
+}
+
 /// Per-worker state: everything that survives a policy swap.
 #[derive(Debug)]
 struct State {
@@ -88,6 +120,7 @@ struct State {
     /// One bucket per rate-limit rule id; bounded by the number of rules in the policy.
     rule_buckets: HashMap<u32, TokenBucket>,
     replies: ReplyBudget,
+    lookups: Vec<Lookup>,
     stats: Stats,
 }
 
@@ -109,6 +142,7 @@ impl Pipeline {
             frag_buckets: ClockTable::new(config.frag_buckets),
             rule_buckets: HashMap::new(),
             replies: ReplyBudget::new(&config),
+            lookups: vec![Lookup::EMPTY; MAX_BATCH],
             stats: Stats::default(),
         };
         Pipeline { cell, state }
@@ -121,14 +155,21 @@ impl Pipeline {
     pub fn process(&mut self, now: Now, frames: &mut [Frame<'_>], verdicts: &mut [Verdict]) {
         assert!(verdicts.len() >= frames.len(), "one verdict slot per frame");
         let policy = self.cell.load();
-        self.state.adopt(&policy);
-        for (frame, verdict) in frames.iter_mut().zip(verdicts.iter_mut()) {
-            let len = frame.len();
-            let v = self.state.decide(&policy, now, frame);
-            self.state.stats.verdict(v, len);
-            *verdict = v;
+        let state = &mut self.state;
+        state.adopt(&policy);
+        for (frames, verdicts) in frames.chunks_mut(MAX_BATCH).zip(verdicts.chunks_mut(MAX_BATCH)) {
+            for (frame, lookup) in frames.iter().zip(state.lookups.iter_mut()) {
+                *lookup = Lookup::of(&policy, now, frame.data());
+            }
+            for (i, (frame, verdict)) in frames.iter_mut().zip(verdicts.iter_mut()).enumerate() {
+                let len = frame.len();
+                let lookup = state.lookups[i];
+                let v = state.decide(&policy, now, frame, &lookup);
+                state.stats.verdict(v, len);
+                *verdict = v;
+            }
         }
-        self.state.stats.batches += 1;
+        state.stats.batches += 1;
     }
 
     /// Decides one frame (a batch of one).
@@ -171,8 +212,8 @@ impl State {
     }
 
     #[inline]
-    fn decide(&mut self, policy: &Policy, now: Now, frame: &mut Frame<'_>) -> Verdict {
-        let info = match parse(frame.data()) {
+    fn decide(&mut self, policy: &Policy, now: Now, frame: &mut Frame<'_>, lookup: &Lookup) -> Verdict {
+        let info = match lookup.parsed {
             Ok(Some(info)) => info,
             Ok(None) => {
                 self.stats.event(Event::NonIpPass);
@@ -180,7 +221,7 @@ impl State {
             }
             Err(reason) => return Verdict::Drop(reason),
         };
-        let index = match policy.classify_dst(info.dst) {
+        let index = match lookup.dst {
             Some(DstClass::Protected(index)) => index,
             Some(DstClass::Local) => {
                 self.stats.event(Event::LocalPass);
@@ -193,7 +234,7 @@ impl State {
             self.stats.event(Event::BypassForward);
             return self.egress(policy, Some(prefix), now, &info, frame);
         }
-        match self.inspect(policy, profile, now, &info) {
+        match self.inspect(policy, profile, now, &info, lookup) {
             Check::Clean => {}
             Check::Reject(reason) => {
                 if profile.mode == Mode::Mitigate {
@@ -222,11 +263,11 @@ impl State {
 
     /// Steps 3–6 of the module docs.
     #[inline]
-    fn inspect(&mut self, policy: &Policy, profile: &Profile, now: Now, info: &PacketInfo) -> Check {
+    fn inspect(&mut self, policy: &Policy, profile: &Profile, now: Now, info: &PacketInfo, lookup: &Lookup) -> Check {
         if let Some(reason) = filters::check(policy, &profile.filters, info) {
             return Check::Reject(reason);
         }
-        if policy.allowed(info.src, now.mono_ns) {
+        if lookup.allowed {
             self.stats.event(Event::AllowListHit);
             return Check::Clean;
         }
@@ -244,7 +285,7 @@ impl State {
             }
             self.stats.event(Event::FragmentAdmitted);
         }
-        if policy.denied(info.src, now.mono_ns) {
+        if lookup.denied {
             return Check::Reject(DropReason::DenyList);
         }
         if let Some((_, rule)) = first_match(&policy.rules, info) {
@@ -253,7 +294,8 @@ impl State {
                 RuleAction::Drop => return Check::Reject(DropReason::RuleDrop),
                 RuleAction::RateLimit(rate) => {
                     let rate = rate.per_worker(self.config.workers);
-                    let bucket = self.rule_buckets.entry(rule.id).or_insert_with(|| TokenBucket::new(rate, now.mono_ns));
+                    let bucket =
+                        self.rule_buckets.entry(rule.id).or_insert_with(|| TokenBucket::new(rate, now.mono_ns));
                     if !bucket.admit(rate, now.mono_ns, u32::from(info.ip_len)) {
                         return Check::Reject(DropReason::RuleRateLimit);
                     }

@@ -8,10 +8,10 @@
 
 use crate::addr::Addr;
 use crate::frame::Frame;
+use crate::parse::{Family, Fragment, PacketInfo, proto};
 use crate::pipeline::PipelineConfig;
 use crate::ratelimit::{Rate, TokenBucket};
 use crate::table::{ClockTable, TableStats};
-use crate::parse::{Family, Fragment, PacketInfo, proto};
 use smoltcp::wire::{IpProtocol, Ipv6Address, checksum};
 
 /// Hop limit / TTL of replies the scrubber originates.
@@ -110,7 +110,13 @@ pub fn icmp_too_big(frame: &mut Frame<'_>, info: &PacketInfo, mtu: u16) -> bool 
             let data = frame.data_mut();
             data.copy_within(l3..l3 + quote, l3 + 28);
             swap_macs(data);
-            write_ipv4_header(&mut data[l3..], (28 + quote) as u16, proto::ICMP, info.dst.v4_value(), info.src.v4_value());
+            write_ipv4_header(
+                &mut data[l3..],
+                (28 + quote) as u16,
+                proto::ICMP,
+                info.dst.v4_value(),
+                info.src.v4_value(),
+            );
             let icmp = &mut data[l3 + 20..l3 + 28 + quote];
             icmp[0] = 3; // destination unreachable
             icmp[1] = 4; // fragmentation needed and DF set
@@ -228,7 +234,7 @@ mod tests {
 
     #[test]
     fn v6_packet_too_big_verifies() {
-        let bytes = Packet::udp(ip("2001:2::2"), 4000, ip("2001:2:100::10"), 9).payload(&[1; 1450]).build();
+        let bytes = Packet::udp(ip("2001:2::2"), 4000, ip("2001:2:0:100::10"), 9).payload(&[1; 1450]).build();
         let info = parse(&bytes).unwrap().unwrap();
         let mut buf = bytes.clone();
         let mut frame = Frame::new(&mut buf, 0, bytes.len());

@@ -1,1 +1,46 @@
-fn main() {}
+//! `scrubber`: the daemon (`run`), the offline config checker (`check`), the namespace lab
+//! (`lab`) and the traffic generator (`gen`).
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod check;
+mod sim;
+
+#[derive(Parser, Debug)]
+#[command(name = "scrubber", version, about = "Userspace AF_XDP DDoS packet scrubber")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a configuration file without touching any NIC.
+    Check {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a scenario through the pipeline in memory and print a report.
+    Sim {
+        /// Configuration file.
+        #[arg(long, short, default_value = "configs/lab.toml")]
+        config: PathBuf,
+        /// Frames to generate.
+        #[arg(long, default_value_t = 200_000)]
+        frames: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check::run(&config),
+        Command::Sim { config, frames, json } => sim::run(&config, frames, json),
+    }
+}

@@ -2,19 +2,20 @@
 //!
 //! Prefixes are flattened at build time into sorted, disjoint address ranges, each carrying the
 //! value of the longest prefix covering it (adjacent ranges with equal values are merged). A
-//! lookup is "last range starting at or below the key, then check its end". A 65 536-bucket
-//! index over 16 bits of the key, taken just below the bits all keys of the table share, narrows
-//! the binary search to the ranges starting in that bucket. With 1 000 000 prefixes a lookup is
-//! one index read plus a handful of probes within one or two cache lines.
+//! lookup is "last range starting at or below the key, then check its end". A bucket index over
+//! the key bits just below those all keys of the table share narrows the binary search to the
+//! ranges starting in that bucket; the index has about one bucket per range (2^8 to 2^20
+//! buckets), so with 1 000 000 prefixes a lookup is one index read, one or two probes of the
+//! sorted starts, and one read of the matching range's end and value.
 //!
 //! Contract: building is O(n log n) and done off the hot path (control plane); `get` allocates
 //! nothing and never panics.
 
 use core::fmt;
 
-/// Bits of key used by the bucket index.
-const INDEX_BITS: u32 = 16;
-const INDEX_SIZE: usize = 1 << INDEX_BITS;
+/// Bounds on the bits of key used by the bucket index (chosen per map from its size).
+const MIN_INDEX_BITS: u32 = 8;
+const MAX_INDEX_BITS: u32 = 18;
 
 /// An unsigned integer usable as an address key.
 pub trait LpmKey: Copy + Ord + fmt::Debug + Send + Sync + 'static {
@@ -24,9 +25,9 @@ pub trait LpmKey: Copy + Ord + fmt::Debug + Send + Sync + 'static {
     const ZERO: Self;
     /// Number of leading bits `self` and `other` share.
     fn common_bits(self, other: Self) -> u32;
-    /// `INDEX_BITS` bits of the key starting `skip` bits from the top (fewer when the key is
-    /// shorter), as a bucket number.
-    fn bucket(self, skip: u32) -> usize;
+    /// `bits` bits of the key starting `skip` bits from the top (fewer when the key is shorter),
+    /// as a bucket number.
+    fn bucket(self, skip: u32, bits: u32) -> usize;
     /// `self + 1`, or `None` at the maximum.
     fn succ(self) -> Option<Self>;
     /// `self - 1` (caller guarantees `self > 0`).
@@ -45,8 +46,8 @@ macro_rules! impl_key {
                 (self ^ other).leading_zeros()
             }
             #[inline(always)]
-            fn bucket(self, skip: u32) -> usize {
-                let width = INDEX_BITS.min(Self::BITS - skip);
+            fn bucket(self, skip: u32, bits: u32) -> usize {
+                let width = bits.min(Self::BITS - skip);
                 if width == 0 {
                     return 0;
                 }
@@ -84,16 +85,25 @@ pub struct Entry<K, V> {
     pub value: V,
 }
 
+/// One flattened range: `start..=end` maps to `value`.
+#[derive(Clone, Copy, Debug)]
+struct Range<K, V> {
+    start: K,
+    end: K,
+    value: V,
+}
+
 /// Immutable longest-prefix-match map. See the module docs.
 #[derive(Clone)]
 pub struct LpmMap<K: LpmKey, V: Copy> {
-    starts: Vec<K>,
-    ends: Vec<K>,
-    values: Vec<V>,
-    /// `index[b]` = first range whose start falls in bucket `b` or later; `INDEX_SIZE + 1` long.
+    /// Disjoint ranges sorted by start.
+    ranges: Vec<Range<K, V>>,
+    /// `index[b]` = first range whose start falls in bucket `b` or later; `2^bits + 1` long.
     index: Vec<u32>,
     /// Bits shared by every key between the first start and the last end.
     skip: u32,
+    /// Bits of key the index uses.
+    bits: u32,
     min: K,
     max: K,
     prefixes: usize,
@@ -101,7 +111,7 @@ pub struct LpmMap<K: LpmKey, V: Copy> {
 
 impl<K: LpmKey, V: Copy> fmt::Debug for LpmMap<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LpmMap").field("prefixes", &self.prefixes).field("ranges", &self.starts.len()).finish()
+        f.debug_struct("LpmMap").field("prefixes", &self.prefixes).field("ranges", &self.ranges.len()).finish()
     }
 }
 
@@ -191,32 +201,32 @@ impl<K: LpmKey, V: Copy + PartialEq> LpmMap<K, V> {
             (Some(&a), Some(&b)) => (a, b, a.common_bits(b).min(K::BITS)),
             _ => (K::ZERO, K::ZERO, 0),
         };
-        let mut index = vec![0u32; INDEX_SIZE + 1];
+        let bits = (usize::BITS - starts.len().leading_zeros()).clamp(MIN_INDEX_BITS, MAX_INDEX_BITS);
+        let mut index = vec![0u32; (1usize << bits) + 1];
         let mut pos = 0usize;
         for (b, slot) in index.iter_mut().enumerate() {
-            while pos < starts.len() && starts[pos].bucket(skip) < b {
+            while pos < starts.len() && starts[pos].bucket(skip, bits) < b {
                 pos += 1;
             }
             *slot = pos as u32;
         }
-        starts.shrink_to_fit();
-        ends.shrink_to_fit();
-        values.shrink_to_fit();
-        LpmMap { starts, ends, values, index, skip, min, max, prefixes }
+        let ranges =
+            starts.into_iter().zip(ends).zip(values).map(|((start, end), value)| Range { start, end, value }).collect();
+        LpmMap { ranges, index, skip, bits, min, max, prefixes }
     }
 
     /// Value of the longest prefix containing `key`.
     #[inline]
     pub fn get(&self, key: K) -> Option<V> {
-        if self.starts.is_empty() || key < self.min || key > self.max {
+        if self.ranges.is_empty() || key < self.min || key > self.max {
             return None;
         }
-        let b = key.bucket(self.skip);
+        let b = key.bucket(self.skip, self.bits);
         let lo = self.index[b] as usize;
         let hi = self.index[b + 1] as usize;
         // Last range starting at or below `key`: inside this bucket, or the one just before it.
-        let block = &self.starts[lo..hi];
-        let n = block.partition_point(|&s| s <= key);
+        let block = &self.ranges[lo..hi];
+        let n = block.partition_point(|r| r.start <= key);
         let i = if n == 0 {
             if lo == 0 {
                 return None;
@@ -225,7 +235,8 @@ impl<K: LpmKey, V: Copy + PartialEq> LpmMap<K, V> {
         } else {
             lo + n - 1
         };
-        if key <= self.ends[i] { Some(self.values[i]) } else { None }
+        let r = self.ranges[i];
+        if key <= r.end { Some(r.value) } else { None }
     }
 
     /// True when some prefix contains `key`.
@@ -241,19 +252,17 @@ impl<K: LpmKey, V: Copy + PartialEq> LpmMap<K, V> {
 
     /// Number of disjoint ranges after flattening.
     pub fn range_count(&self) -> usize {
-        self.starts.len()
+        self.ranges.len()
     }
 
     /// True when the map holds no prefix.
     pub fn is_empty(&self) -> bool {
-        self.starts.is_empty()
+        self.ranges.is_empty()
     }
 
     /// Approximate heap use in bytes.
     pub fn heap_bytes(&self) -> usize {
-        self.starts.capacity() * size_of::<K>() * 2
-            + self.values.capacity() * size_of::<V>()
-            + self.index.capacity() * size_of::<u32>()
+        self.ranges.capacity() * size_of::<Range<K, V>>() + self.index.capacity() * size_of::<u32>()
     }
 }
 

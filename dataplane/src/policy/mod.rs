@@ -84,7 +84,13 @@ pub struct BaselineFilters {
 
 impl Default for BaselineFilters {
     fn default() -> Self {
-        BaselineFilters { bogon_sources: true, land: true, tcp_flag_abuse: true, ttl_zero: true, drop_ipv4_options: true }
+        BaselineFilters {
+            bogon_sources: true,
+            land: true,
+            tcp_flag_abuse: true,
+            ttl_zero: true,
+            drop_ipv4_options: true,
+        }
     }
 }
 
@@ -310,7 +316,10 @@ pub struct PolicyBuilder {
     pub forward: ForwardSettings,
 }
 
-fn split<V: Copy>(items: impl IntoIterator<Item = (Cidr, V)>) -> (Vec<Entry<u32, V>>, Vec<Entry<u128, V>>) {
+/// Entries of both families, ready for `LpmMap::build`.
+type FamilyEntries<V> = (Vec<Entry<u32, V>>, Vec<Entry<u128, V>>);
+
+fn split<V: Copy>(items: impl IntoIterator<Item = (Cidr, V)>) -> FamilyEntries<V> {
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     for (cidr, value) in items {
@@ -405,12 +414,12 @@ mod tests {
     fn own_addresses_beat_protected_prefixes() {
         let mut b = PolicyBuilder::new();
         let web = b.profile(Profile::named("web"));
-        b.protect(c("198.18.10.0/24"), web).protect(c("2001:2:10::/48"), web);
+        b.protect(c("198.18.10.0/24"), web).protect(c("2001:2:0:10::/64"), web);
         b.own.push(a("198.18.10.1"));
         let p = b.build();
         assert_eq!(p.classify_dst(a("198.18.10.1")), Some(DstClass::Local));
         assert_eq!(p.classify_dst(a("198.18.10.2")), Some(DstClass::Protected(0)));
-        assert_eq!(p.classify_dst(a("2001:2:10::5")), Some(DstClass::Protected(1)));
+        assert_eq!(p.classify_dst(a("2001:2:0:10::5")), Some(DstClass::Protected(1)));
         assert_eq!(p.classify_dst(a("198.18.11.1")), None);
         assert_eq!(p.classify_dst(a("ff02::1")), Some(DstClass::Local));
         assert_eq!(p.classify_dst(a("fe80::1")), Some(DstClass::Local));

@@ -140,4 +140,3 @@ pub fn match_all(id: u32, action: RuleAction) -> Rule {
 pub fn first_match<'a>(rules: &'a [Rule], info: &PacketInfo) -> Option<(usize, &'a Rule)> {
     rules.iter().enumerate().find(|(_, r)| r.matches(info))
 }
-

@@ -1,0 +1,40 @@
+# scrubber — the two commands: `make lab` (live scrubbing in a namespace lab) and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+# Tests and the lab run optimised code with debug assertions and overflow checks on.
+PROFILE ?= ci
+BIN := target/$(PROFILE)
+
+.PHONY: all deps build test unit-test integration-test lab lab-sim bench bench-lab fuzz soak fmt lint clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	$(CARGO) build --workspace --all-targets --profile $(PROFILE)
+
+## make test: the whole suite — unit, property and fixture tests, then the root/namespace
+## integration tests one at a time.
+test: build
+	$(CARGO) fmt --all -- --check
+	$(CARGO) test --workspace --profile $(PROFILE) --exclude tests
+	SCRUBBER_BIN=$(CURDIR)/$(BIN)/scrubber $(CARGO) test -p tests --profile $(PROFILE) -- --test-threads=1
+
+## make lab: the mixed scenario in memory (the AF_XDP namespace lab replaces this).
+lab: build
+	$(BIN)/scrubber sim --config configs/lab.toml
+
+bench: deps
+	$(CARGO) bench -p benches
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean

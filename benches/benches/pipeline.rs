@@ -1,0 +1,58 @@
+//! ns/packet of `Pipeline::process` per traffic class, on 64-frame batches drawn from pools of
+//! distinct sources (DESIGN §6). Run: `cargo bench -p benches --bench pipeline`.
+
+use benches::*;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dataplane::Now;
+use dataplane::ratelimit::Rate;
+use std::hint::black_box;
+use std::time::Duration;
+
+fn run(c: &mut Criterion, name: &str, mut pool: FramePool, mut pipeline: dataplane::Pipeline) {
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut verdicts = [dataplane::Verdict::Pass; BATCH];
+    let mut batch = 0usize;
+    let mut now = 0u64;
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            batch += 1;
+            now += 10_000;
+            black_box(pool.run_batch(&mut pipeline, batch, Now { mono_ns: now, wall_secs: 0 }, &mut verdicts))
+        })
+    });
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    const POOL: usize = 1 << 18;
+    run(c, "clean_tcp_forward", FramePool::new(clean_tcp(POOL), 192), pipeline(lab_policy(0, None), 1 << 20));
+    run(c, "clean_udp_forward", FramePool::new(clean_udp(POOL), 256), pipeline(lab_policy(0, None), 1 << 20));
+    let deny = deny_addresses(1_000_000);
+    let policy = lab_policy(0, None);
+    drop(policy);
+    let denied = deny_hits(&deny, POOL);
+    run(c, "deny_hit_1m_prefixes", FramePool::new(denied, 192), pipeline(lab_policy(1_000_000, None), 1 << 20));
+    let small = deny_addresses(1000);
+    run(
+        c,
+        "deny_hit_1k_prefixes",
+        FramePool::new(deny_hits(&small, POOL), 192),
+        pipeline(lab_policy(1000, None), 1 << 20),
+    );
+    let limit = Some(Rate { pps: 10, bytes_per_sec: 0, burst_ms: 100 });
+    run(
+        c,
+        "rate_limited_1m_sources",
+        FramePool::new(many_sources(1 << 20), 192),
+        pipeline(lab_policy(0, limit), 1 << 20),
+    );
+    run(c, "malformed_drop", FramePool::new(malformed(POOL), 192), pipeline(lab_policy(0, None), 1 << 20));
+}
+
+criterion_group! {
+    name = pipeline_benches;
+    config = Criterion::default().sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = benches
+}
+criterion_main!(pipeline_benches);
