@@ -117,6 +117,10 @@ pub struct QueueConfig {
     pub queue: u32,
     /// CPU core to pin the worker to (none: not pinned).
     pub core: Option<usize>,
+    /// Queue of the egress interface this worker transmits on (default: the worker's position in
+    /// the list, so two workers never share an egress queue).
+    #[serde(default)]
+    pub egress_queue: Option<u32>,
 }
 
 /// AF_XDP data path settings.

@@ -11,6 +11,7 @@ pub mod compile;
 pub mod config;
 pub mod error;
 pub mod lists;
+pub mod report;
 
 pub use compile::{CompileInput, SystemFacts, compile, pipeline_config};
 pub use config::Config;

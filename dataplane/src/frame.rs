@@ -11,6 +11,8 @@ pub struct Frame<'a> {
     buf: &'a mut [u8],
     start: usize,
     len: usize,
+    /// Where the frame started when it was created (see `rebase`).
+    origin: usize,
 }
 
 impl<'a> Frame<'a> {
@@ -18,7 +20,7 @@ impl<'a> Frame<'a> {
     pub fn new(buf: &'a mut [u8], start: usize, len: usize) -> Frame<'a> {
         let start = start.min(buf.len());
         let len = len.min(buf.len() - start);
-        Frame { buf, start, len }
+        Frame { buf, start, len, origin: start }
     }
 
     /// The frame's bytes.
@@ -96,6 +98,25 @@ impl<'a> Frame<'a> {
     }
 }
 
+impl Frame<'_> {
+    /// Moves the bytes back to where the frame started when it was created, for I/O layers whose
+    /// descriptors cannot point into the headroom. One `copy_within` when a stage grew or shrank
+    /// the front (GRE, VLAN push or strip); nothing otherwise. False when the frame no longer fits
+    /// between its origin and the end of the buffer.
+    #[inline]
+    pub fn rebase(&mut self) -> bool {
+        if self.start == self.origin {
+            return true;
+        }
+        if self.origin + self.len > self.buf.len() {
+            return false;
+        }
+        self.buf.copy_within(self.start..self.start + self.len, self.origin);
+        self.start = self.origin;
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +138,21 @@ mod tests {
         assert!(!f.set_len(23));
         let f = Frame::new(&mut buf, 40, 10);
         assert!(f.is_empty());
+    }
+
+    #[test]
+    fn rebase_moves_the_bytes_back_to_the_origin() {
+        let mut buf: Vec<u8> = (0..64).collect();
+        let mut f = Frame::new(&mut buf, 16, 8);
+        assert!(f.push_front(4));
+        f.data_mut()[0] = 0xee;
+        assert!(f.rebase());
+        assert_eq!(f.start(), 16);
+        assert_eq!(f.len(), 12);
+        assert_eq!(f.data()[0], 0xee);
+        assert_eq!(&f.data()[4..], &[16, 17, 18, 19, 20, 21, 22, 23]);
+        let mut g = Frame::new(&mut buf, 60, 4);
+        assert!(g.push_front(8));
+        assert!(!g.rebase(), "12 bytes do not fit between 60 and 64");
     }
 }

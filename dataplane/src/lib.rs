@@ -26,6 +26,8 @@ pub mod stats;
 pub mod table;
 pub mod verdict;
 pub mod wire;
+pub mod worker;
+pub mod xsk;
 
 #[cfg(test)]
 mod fixtures;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod check;
+mod daemon;
 mod sim;
 
 #[derive(Parser, Debug)]
@@ -22,6 +23,18 @@ enum Command {
         /// Configuration file.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Run the daemon: attach to the configured queues and scrub until SIGINT/SIGTERM.
+    Run {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Log format (overrides daemon.log_format).
+        #[arg(long, value_parser = ["human", "json"])]
+        log_format: Option<String>,
+        /// Control socket path (overrides daemon.control_socket).
+        #[arg(long)]
+        control_socket: Option<PathBuf>,
     },
     /// Run a scenario through the pipeline in memory and print a report.
     Sim {
@@ -41,6 +54,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check::run(&config),
+        Command::Run { config, log_format, control_socket } => {
+            let format = log_format.map(|f| {
+                if f == "json" { control::config::LogFormat::Json } else { control::config::LogFormat::Human }
+            });
+            daemon::run(&config, format, control_socket)
+        }
         Command::Sim { config, frames, json } => sim::run(&config, frames, json),
     }
 }

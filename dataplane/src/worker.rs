@@ -1,0 +1,124 @@
+//! The worker loop: joins the AF_XDP sockets (`xsk`) and the pipeline. Safe code only.
+//!
+//! One thread per (interface, queue), pinned by its spawner. Each pass: reclaim completed TX
+//! frames, refill the fill ring, receive a batch, run it through `Pipeline::process`, move each
+//! frame to egress TX, ingress TX (replies) or the free list, and kick TX while anything is
+//! outstanding. The clock is read once per batch. When idle the worker polls its socket with a
+//! short timeout instead of spinning. Counters are published to a `WorkerShared` every
+//! `PUBLISH_NS` with `try_lock`, so a reader can never stall the worker; `heartbeat` moves on
+//! every pass and is what a watchdog looks at.
+
+use crate::pipeline::{Now, Pipeline};
+use crate::stats::Stats;
+use crate::verdict::Verdict;
+use crate::xsk::socket::{Dest, Io, IoCounters, MAX_BATCH, RingStats};
+use crate::xsk::thread_cpu_ns;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// How often counters are published.
+pub const PUBLISH_NS: u64 = 50_000_000;
+/// Empty passes before the worker starts sleeping in poll().
+const SPIN_PASSES: u32 = 64;
+/// poll() timeout when idle.
+const IDLE_POLL_MS: i32 = 1;
+
+/// What a worker publishes.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerReport {
+    /// Pipeline counters.
+    pub stats: Stats,
+    /// I/O counters.
+    pub io: IoCounters,
+    /// Kernel ring statistics of the ingress and egress sockets.
+    pub rings: (RingStats, Option<RingStats>),
+    /// Thread CPU time.
+    pub cpu_ns: u64,
+    /// Frames the pipeline said to pass to the kernel, which userspace cannot do (dropped).
+    pub pass_dropped: u64,
+    /// Monotonic time of this report.
+    pub at_ns: u64,
+}
+
+/// State shared between a worker and the daemon.
+#[derive(Debug, Default)]
+pub struct WorkerShared {
+    /// Latest published report.
+    pub report: Mutex<WorkerReport>,
+    /// Set to ask the worker to stop.
+    pub stop: AtomicBool,
+    /// Incremented on every pass of the loop (watchdog).
+    pub heartbeat: AtomicU64,
+    /// Set once the worker has entered its loop.
+    pub running: AtomicBool,
+}
+
+/// Runs the loop until `shared.stop` is set. `clock` is read once per batch.
+pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock: impl Fn() -> Now) {
+    let mut verdicts = [Verdict::Pass; MAX_BATCH];
+    let mut lens = [0usize; MAX_BATCH];
+    let mut dest = [Dest::Free; MAX_BATCH];
+    let mut idle = 0u32;
+    let mut pass_dropped = 0u64;
+    let mut last_publish = 0u64;
+    shared.running.store(true, Ordering::Release);
+    while !shared.stop.load(Ordering::Relaxed) {
+        shared.heartbeat.fetch_add(1, Ordering::Relaxed);
+        io.reclaim();
+        io.refill();
+        let n = io.receive();
+        let now = clock();
+        if n == 0 {
+            io.kick();
+            idle = idle.saturating_add(1);
+            if idle > SPIN_PASSES && io.outstanding() == 0 {
+                let _ = io.wait(IDLE_POLL_MS);
+            }
+        } else {
+            idle = 0;
+            let mut relocate_failed = 0;
+            {
+                let mut frames = io.frames(n);
+                pipeline.process(now, &mut frames[..n], &mut verdicts[..n]);
+                for i in 0..n {
+                    let frame = &mut frames[i];
+                    dest[i] = match verdicts[i] {
+                        Verdict::Forward => Dest::Egress,
+                        Verdict::Reply => Dest::Ingress,
+                        Verdict::Drop(_) => Dest::Free,
+                        Verdict::Pass => {
+                            pass_dropped += 1;
+                            Dest::Free
+                        }
+                    };
+                    if dest[i] != Dest::Free && !frame.rebase() {
+                        dest[i] = Dest::Free;
+                        relocate_failed += 1;
+                    }
+                    lens[i] = frame.len();
+                }
+            }
+            for _ in 0..relocate_failed {
+                io.count_relocate_failed();
+            }
+            io.dispatch(n, &lens[..n], &dest[..n]);
+            io.kick();
+        }
+        if now.mono_ns.saturating_sub(last_publish) >= PUBLISH_NS {
+            last_publish = now.mono_ns;
+            publish(&shared, &mut pipeline, &io, pass_dropped, now.mono_ns);
+        }
+    }
+    publish(&shared, &mut pipeline, &io, pass_dropped, clock().mono_ns);
+}
+
+fn publish(shared: &WorkerShared, pipeline: &mut Pipeline, io: &Io, pass_dropped: u64, now_ns: u64) {
+    if let Ok(mut report) = shared.report.try_lock() {
+        report.stats.clone_from(pipeline.stats());
+        report.io = io.counters();
+        report.rings = io.ring_stats();
+        report.cpu_ns = thread_cpu_ns();
+        report.pass_dropped = pass_dropped;
+        report.at_ns = now_ns;
+    }
+}

@@ -1,0 +1,237 @@
+//! The control socket: a Unix stream socket speaking newline-delimited JSON, one request, one
+//! response with the request's `id`. This is the read-only core (`status`, `stats`, `health`).
+//!
+//! Limits: requests up to 1 MiB, a read timeout per connection, a cap on concurrent clients; a
+//! bad request gets a structured error and never disturbs the workers (they publish counters
+//! with `try_lock` and never wait on this thread).
+
+use super::Daemon;
+use control::report::stats_json;
+use dataplane::stats::Stats;
+use dataplane::verdict::VerdictKind;
+use serde_json::{Value, json};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Protocol version announced in every response.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest request accepted.
+pub const MAX_REQUEST: usize = 1 << 20;
+/// Most clients served at once.
+pub const MAX_CLIENTS: usize = 64;
+/// A client that sends nothing for this long is disconnected.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The running server.
+#[derive(Debug)]
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    path: PathBuf,
+}
+
+fn prepare_path(path: &PathBuf) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} is in use by a running daemon", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+            info!(path = %path.display(), "replaced a stale control socket");
+        }
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket; refusing to replace it", path.display()),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+impl Server {
+    /// Binds the socket from the daemon's config and starts accepting.
+    pub fn start(daemon: Arc<Daemon>) -> io::Result<Server> {
+        let path = daemon.config.daemon.control_socket.clone();
+        prepare_path(&path)?;
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("binding the control socket {}: {e}", path.display())))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let clients = Arc::new(AtomicUsize::new(0));
+        let thread = std::thread::Builder::new().name("control".into()).spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+                            clients.fetch_sub(1, Ordering::AcqRel);
+                            let mut s = stream;
+                            let _ = writeln!(s, "{}", error(Value::Null, "busy", "too many control clients"));
+                            continue;
+                        }
+                        let daemon = daemon.clone();
+                        let clients = clients.clone();
+                        let _ = std::thread::Builder::new().name("control-client".into()).spawn(move || {
+                            if let Err(e) = serve(stream, &daemon) {
+                                warn!("control client: {e}");
+                            }
+                            clients.fetch_sub(1, Ordering::AcqRel);
+                        });
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+                    Err(e) => {
+                        warn!("control socket accept: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            }
+        })?;
+        Ok(Server { stop, thread: Some(thread), path })
+    }
+
+    /// Stops accepting and removes the socket file.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn error(id: Value, code: &str, message: &str) -> Value {
+    json!({"id": id, "version": PROTOCOL_VERSION, "ok": false, "error": {"code": code, "message": message}})
+}
+
+fn serve(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    stream.set_write_timeout(Some(READ_TIMEOUT))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = Vec::new();
+        let read = (&mut reader).take(MAX_REQUEST as u64 + 1).read_until(b'\n', &mut line)?;
+        if read == 0 {
+            return Ok(());
+        }
+        if line.len() > MAX_REQUEST {
+            writeln!(writer, "{}", error(Value::Null, "too_large", "request exceeds 1 MiB"))?;
+            return Ok(());
+        }
+        let response = match serde_json::from_slice::<Value>(&line) {
+            Ok(req) => handle(&req, daemon),
+            Err(e) => error(Value::Null, "bad_json", &e.to_string()),
+        };
+        writeln!(writer, "{response}")?;
+    }
+}
+
+/// Answers one request.
+pub fn handle(req: &Value, daemon: &Daemon) -> Value {
+    let id = req.get("id").cloned().unwrap_or(Value::Null);
+    let Some(cmd) = req.get("cmd").and_then(Value::as_str) else {
+        return error(id, "bad_request", "a request is an object with a string `cmd`");
+    };
+    let result = match cmd {
+        "status" => status(daemon),
+        "stats" => stats(daemon),
+        "health" => health(daemon),
+        other => return error(id, "unknown_command", &format!("unknown command `{other}`")),
+    };
+    json!({"id": id, "version": PROTOCOL_VERSION, "ok": true, "result": result})
+}
+
+fn status(d: &Daemon) -> Value {
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": d.started.elapsed().as_secs_f64(),
+        "config": d.config_path.display().to_string(),
+        "fail": format!("{:?}", d.config.dataplane.fail).to_lowercase(),
+        "forward": format!("{:?}", d.config.forward.mode).to_lowercase(),
+        "policy_generation": d.cell.load().generation,
+        "programs": d.programs.iter().map(|p| json!({
+            "interface": p.ifname(), "mode": p.mode().to_string(), "taken_over": p.taken_over(),
+        })).collect::<Vec<_>>(),
+        "workers": d.workers.iter().map(|w| json!({
+            "interface": w.interface, "queue": w.queue, "core": w.core,
+            "egress": w.egress.as_ref().map(|(i, q)| json!({"interface": i, "queue": q})),
+            "bind": if w.zero_copy { "zero-copy" } else { "copy" },
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn health(d: &Daemon) -> Value {
+    let alive = d.workers.iter().filter(|w| w.shared.running.load(Ordering::Acquire)).count();
+    json!({"ok": alive == d.workers.len(), "workers": d.workers.len(), "running": alive})
+}
+
+fn stats(d: &Daemon) -> Value {
+    let mut total = Stats::default();
+    let mut workers = Vec::new();
+    let mut cpu_ns = 0u64;
+    let mut rx = 0u64;
+    for w in &d.workers {
+        let report = match w.shared.report.lock() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        total.add(&report.stats);
+        cpu_ns += report.cpu_ns;
+        rx += report.io.rx;
+        let (ing, eg) = report.rings;
+        let ring = |r: dataplane::xsk::socket::RingStats| {
+            json!({"rx_dropped": r.rx_dropped, "rx_invalid": r.rx_invalid, "rx_ring_full": r.rx_ring_full,
+                   "fill_ring_empty": r.fill_ring_empty, "tx_invalid": r.tx_invalid, "tx_ring_empty": r.tx_ring_empty})
+        };
+        workers.push(json!({
+            "interface": w.interface, "queue": w.queue,
+            "rx": report.io.rx, "tx_egress": report.io.tx_egress, "tx_ingress": report.io.tx_ingress,
+            "tx_ring_full": report.io.tx_ring_full, "relocate_failed": report.io.relocate_failed,
+            "tx_kicks": report.io.tx_kicks, "pass_dropped": report.pass_dropped,
+            "cpu_ns": report.cpu_ns, "ring": ring(ing), "egress_ring": eg.map(ring),
+            "stats": stats_json(&report.stats),
+        }));
+    }
+    let xdp: serde_json::Map<String, Value> = d
+        .programs
+        .iter()
+        .map(|p| {
+            let c = p.counters();
+            (
+                p.ifname().to_string(),
+                json!({"not_ip": c.not_ip, "local": c.local, "unprotected": c.unprotected,
+                "redirected": c.redirected, "no_socket": c.no_socket, "malformed": c.malformed}),
+            )
+        })
+        .collect();
+    let processed = total.total_packets();
+    json!({
+        "rx": rx,
+        "forwarded": total.packets_of(VerdictKind::Forward),
+        "replied": total.packets_of(VerdictKind::Reply),
+        "dropped_total": total.packets_of(VerdictKind::Drop),
+        "totals": stats_json(&total),
+        "workers": workers,
+        "xdp": xdp,
+        "cpu_ns": cpu_ns,
+        "cpu_ns_per_packet": if processed > 0 { cpu_ns as f64 / processed as f64 } else { 0.0 },
+    })
+}

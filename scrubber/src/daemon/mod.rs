@@ -1,0 +1,286 @@
+//! `scrubber run --config FILE`: the daemon.
+//!
+//! Start-up: check privileges and AF_XDP, validate every interface and queue, learn MACs and the
+//! appliance's own addresses, compile the policy, attach (or take over) the XDP program on each
+//! ingress interface and fill its prefix maps, open one UMEM and socket pair per queue, register
+//! the sockets, and start one pinned worker thread each. Then serve the control socket until
+//! SIGINT/SIGTERM, when workers stop, sockets are unregistered and the programs detached.
+//! A crash or `kill -9` leaves the programs attached: their queues fall to the fail mode until a
+//! restart takes them over.
+
+mod control_socket;
+pub mod system;
+
+use control::config::{AttachMode as CfgAttach, BindMode as CfgBind, FailMode, ForwardModeConfig, LogFormat};
+use control::{CompileInput, Config, SystemFacts, compile, pipeline_config};
+use dataplane::policy::{self, Policy, PolicyCell};
+use dataplane::worker::{self, WorkerShared};
+use dataplane::xsk::prog::{AttachMode, Class, XdpProgram};
+use dataplane::xsk::socket::{BindMode, Io, XskSettings};
+use dataplane::{Now, Pipeline};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use system::StartError;
+use tracing::{error, info, warn};
+
+/// One running worker, as the control plane sees it.
+#[derive(Debug)]
+pub struct WorkerInfo {
+    /// Ingress interface.
+    pub interface: String,
+    /// Ingress queue.
+    pub queue: u32,
+    /// Pinned core.
+    pub core: Option<usize>,
+    /// Egress interface and queue.
+    pub egress: Option<(String, u32)>,
+    /// Zero-copy bind.
+    pub zero_copy: bool,
+    /// Shared counters and stop flag.
+    pub shared: Arc<WorkerShared>,
+}
+
+/// Everything the control socket reads.
+#[derive(Debug)]
+pub struct Daemon {
+    /// Config file.
+    pub config_path: PathBuf,
+    /// Config as loaded.
+    pub config: Config,
+    /// Published policy.
+    pub cell: Arc<PolicyCell>,
+    /// XDP programs, one per ingress interface.
+    pub programs: Vec<XdpProgram>,
+    /// Workers.
+    pub workers: Vec<WorkerInfo>,
+    /// Start time.
+    pub started: Instant,
+}
+
+static CLOCK_ORIGIN: OnceLock<Instant> = OnceLock::new();
+
+/// The clock workers read once per batch.
+pub fn now() -> Now {
+    let origin = *CLOCK_ORIGIN.get_or_init(Instant::now);
+    Now {
+        mono_ns: origin.elapsed().as_nanos() as u64,
+        wall_secs: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+/// The daemon's entry point.
+pub fn run(path: &Path, log_format: Option<LogFormat>, control_socket: Option<PathBuf>) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(log_format.unwrap_or(config.daemon.log_format));
+    match start(path, config, control_socket) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Prefixes the XDP program must know: protected ones, and the appliance's own addresses.
+pub fn xdp_classes(policy: &Policy, own: &[dataplane::Addr]) -> Vec<(dataplane::Cidr, Class)> {
+    let mut v: Vec<_> = policy.prefixes.iter().map(|p| (p.cidr, Class::Protected)).collect();
+    v.extend(own.iter().map(|&a| (dataplane::Cidr::host(a), Class::Local)));
+    v
+}
+
+fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Result<(), StartError> {
+    system::preflight()?;
+    if let Some(p) = control_socket {
+        config.daemon.control_socket = p;
+    }
+    if config.dataplane.queues.is_empty() {
+        return Err(StartError(format!("{}: dataplane.queues: no queue to scrub", path.display())));
+    }
+    for q in &config.dataplane.queues {
+        system::check_queue(&q.interface, q.queue)?;
+    }
+    let hairpin = config.forward.mode == ForwardModeConfig::Hairpin;
+    let egress = if hairpin { None } else { config.forward.egress.clone() };
+    if let Some(e) = &egress {
+        let tx = system::tx_queues(e);
+        if tx == 0 {
+            return Err(StartError(format!("egress interface {e} does not exist")));
+        }
+        for (i, q) in config.dataplane.queues.iter().enumerate() {
+            let eq = q.egress_queue.unwrap_or(i as u32);
+            if eq as usize >= tx {
+                return Err(StartError(format!(
+                    "egress interface {e} has {tx} TX queues; worker {i} needs queue {eq} (set dataplane.queues[{i}].egress_queue)"
+                )));
+            }
+        }
+    }
+
+    // Facts: MACs, own addresses, next hop.
+    let mac_if = egress.clone().unwrap_or_else(|| config.dataplane.queues[0].interface.clone());
+    let egress_mac = system::mac_of(&mac_if)?;
+    let own = system::own_addresses()?;
+    let next_hop_mac = if config.forward.next_hop_mac == "auto" {
+        let ip: IpAddr = config
+            .forward
+            .next_hop_ip
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| StartError("forward.next_hop_ip is required with next_hop_mac = \"auto\"".into()))?;
+        let mac = system::resolve_neighbour(ip, Duration::from_secs(3))?;
+        info!(next_hop = %ip, mac = %fmt_mac(&mac), "resolved the next hop");
+        Some(mac)
+    } else {
+        None
+    };
+    let facts = SystemFacts { egress_mac: Some(egress_mac), next_hop_mac, own_addresses: own.clone() };
+    let policy = compile(&CompileInput { config: &config, file: path, generation: 1, facts: &facts })
+        .map_err(|e| StartError(e.to_string()))?;
+    let classes = xdp_classes(&policy, &own);
+    let cell = policy::cell(policy);
+
+    // XDP programs.
+    let attach = match config.dataplane.attach {
+        CfgAttach::Auto => AttachMode::Auto,
+        CfgAttach::Native => AttachMode::Native,
+        CfgAttach::Generic => AttachMode::Generic,
+    };
+    let mut programs: Vec<XdpProgram> = Vec::new();
+    for q in &config.dataplane.queues {
+        if programs.iter().any(|p| p.ifname() == q.interface) {
+            continue;
+        }
+        let prog = XdpProgram::attach(&q.interface, attach).map_err(|e| StartError(e.to_string()))?;
+        prog.configure(config.dataplane.fail == FailMode::Open, false).map_err(|e| StartError(e.to_string()))?;
+        prog.sync_classes(&classes).map_err(|e| StartError(e.to_string()))?;
+        info!(
+            interface = q.interface,
+            mode = %prog.mode(),
+            taken_over = prog.taken_over(),
+            fail = ?config.dataplane.fail,
+            prefixes = classes.len(),
+            "XDP program attached"
+        );
+        programs.push(prog);
+    }
+
+    // Workers.
+    let d = &config.dataplane;
+    let settings = XskSettings {
+        frames: d.frames,
+        frame_size: d.frame_size,
+        ring_size: d.ring_size,
+        fill_size: d.fill_size,
+        bind: match d.bind {
+            CfgBind::Auto => BindMode::Auto,
+            CfgBind::ZeroCopy => BindMode::ZeroCopy,
+            CfgBind::Copy => BindMode::Copy,
+        },
+        batch: d.batch as usize,
+    };
+    let n_workers = d.queues.len() as u32;
+    let mut workers = Vec::new();
+    let mut handles = Vec::new();
+    for (i, q) in d.queues.iter().enumerate() {
+        let egress_pair = egress.as_ref().map(|e| (e.clone(), q.egress_queue.unwrap_or(i as u32)));
+        let io = Io::open(&settings, (&q.interface, q.queue), egress_pair.as_ref().map(|(e, n)| (e.as_str(), *n)))
+            .map_err(|e| StartError(e.to_string()))?;
+        let prog = programs.iter().find(|p| p.ifname() == q.interface).expect("a program per ingress interface");
+        prog.insert_socket(q.queue, io.ingress_fd()).map_err(|e| StartError(e.to_string()))?;
+        let shared = Arc::new(WorkerShared::default());
+        let pipeline = Pipeline::new(cell.clone(), pipeline_config(&config, n_workers));
+        info!(
+            interface = q.interface,
+            queue = q.queue,
+            core = ?q.core,
+            egress = ?egress_pair,
+            zero_copy = io.zero_copy(),
+            "worker bound"
+        );
+        workers.push(WorkerInfo {
+            interface: q.interface.clone(),
+            queue: q.queue,
+            core: q.core,
+            egress: egress_pair,
+            zero_copy: io.zero_copy(),
+            shared: shared.clone(),
+        });
+        let core = q.core;
+        let name = format!("w-{}-{}", q.interface, q.queue);
+        let handle = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                if let Some(c) = core
+                    && !core_affinity::set_for_current(core_affinity::CoreId { id: c })
+                {
+                    warn!(core = c, "could not pin the worker");
+                }
+                worker::run(io, pipeline, shared, now);
+            })
+            .map_err(|e| StartError(format!("cannot start a worker thread: {e}")))?;
+        handles.push(handle);
+    }
+
+    let daemon =
+        Arc::new(Daemon { config_path: path.to_path_buf(), config, cell, programs, workers, started: Instant::now() });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| StartError(format!("signal handler: {e}")))?;
+    }
+    let server = control_socket::Server::start(daemon.clone()).map_err(|e| StartError(e.to_string()))?;
+    info!(socket = %daemon.config.daemon.control_socket.display(), workers = daemon.workers.len(), "scrubbing");
+
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    info!("stopping");
+    server.stop();
+    for w in &daemon.workers {
+        w.shared.stop.store(true, Ordering::Relaxed);
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    let daemon = Arc::try_unwrap(daemon).map_err(|_| StartError("control socket still holds the daemon".into()))?;
+    for (w, prog) in daemon
+        .workers
+        .iter()
+        .flat_map(|w| daemon.programs.iter().filter(move |p| p.ifname() == w.interface).map(move |p| (w, p)))
+    {
+        let _ = prog.remove_socket(w.queue);
+    }
+    for prog in daemon.programs {
+        let name = prog.ifname().to_string();
+        match prog.detach() {
+            Ok(()) => info!(interface = name, "XDP program detached"),
+            Err(e) => warn!(interface = name, "{e}"),
+        }
+    }
+    Ok(())
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn fmt_mac(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
