@@ -85,6 +85,8 @@ pub struct Packet {
     pub dst: IpAddr,
     /// TTL / hop limit.
     pub ttl: u8,
+    /// Traffic class: DSCP in the top 6 bits, ECN in the low 2 (IPv4 TOS / IPv6 traffic class).
+    pub tos: u8,
     /// IPv4 identification.
     pub ident: u16,
     /// IPv4 Don't Fragment.
@@ -115,6 +117,7 @@ impl Packet {
             src,
             dst,
             ttl: 64,
+            tos: 0,
             ident: 0x1234,
             dont_fragment: true,
             ipv4_fragment: None,
@@ -205,6 +208,12 @@ impl Packet {
     /// Sets TTL / hop limit.
     pub fn ttl(mut self, ttl: u8) -> Packet {
         self.ttl = ttl;
+        self
+    }
+
+    /// Sets the DSCP (ECN bits left 0).
+    pub fn dscp(mut self, dscp: u8) -> Packet {
+        self.tos = dscp << 2;
         self
     }
 
@@ -316,7 +325,7 @@ impl Packet {
                 let hl = 20 + opt_len;
                 let ip = &mut out[l3..l3 + hl];
                 ip[0] = 0x40 | (hl / 4) as u8;
-                ip[1] = 0;
+                ip[1] = self.tos;
                 ip[2..4].copy_from_slice(&((hl + l4_len) as u16).to_be_bytes());
                 ip[4..6].copy_from_slice(&self.ident.to_be_bytes());
                 let (offset, more) = self.ipv4_fragment.unwrap_or((0, false));
@@ -335,7 +344,7 @@ impl Packet {
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 let ext_total: usize = self.ipv6_ext.iter().map(Packet::ext_len).sum();
                 let ip = &mut out[l3..l3 + 40];
-                ip[0..4].copy_from_slice(&0x6000_0000u32.to_be_bytes());
+                ip[0..4].copy_from_slice(&(0x6000_0000u32 | (u32::from(self.tos) << 20)).to_be_bytes());
                 ip[4..6].copy_from_slice(&((ext_total + l4_len) as u16).to_be_bytes());
                 ip[6] = self.ipv6_ext.first().map_or(protocol, ext_code);
                 ip[7] = self.ttl;

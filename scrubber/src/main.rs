@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 mod check;
 mod daemon;
+mod generator;
 mod sim;
 
 #[derive(Parser, Debug)]
@@ -36,6 +37,8 @@ enum Command {
         #[arg(long)]
         control_socket: Option<PathBuf>,
     },
+    /// Transmit generated traffic from an interface through AF_XDP.
+    Gen(generator::GenArgs),
     /// Run a scenario through the pipeline in memory and print a report.
     Sim {
         /// Configuration file.
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
             });
             daemon::run(&config, format, control_socket)
         }
+        Command::Gen(args) => generator::run(&args),
         Command::Sim { config, frames, json } => sim::run(&config, frames, json),
     }
 }

@@ -403,3 +403,129 @@ fn transmit(port: &mut Port, queue: &mut Vec<FrameDesc>, free: &mut Vec<FrameDes
     queue.clear();
     produced
 }
+
+/// A transmit-only socket that replays pre-built frames (the traffic generator).
+///
+/// Frames are written into the UMEM once by `load`; `send` produces the next ones in order,
+/// cycling, and completions make a frame available again. No copy per packet.
+pub struct Transmitter {
+    port: Port,
+    umem: Umem,
+    frame_size: usize,
+    loaded: Vec<FrameDesc>,
+    available: std::collections::VecDeque<u32>,
+    batch: Vec<FrameDesc>,
+    scratch: Vec<FrameDesc>,
+    sent: u64,
+}
+
+impl std::fmt::Debug for Transmitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transmitter").field("port", &self.port).field("loaded", &self.loaded.len()).finish()
+    }
+}
+
+impl Transmitter {
+    /// Creates a UMEM and binds a socket to `ifname` queue `queue` for transmitting.
+    pub fn open(settings: &XskSettings, ifname: &str, queue: u32) -> Result<Transmitter, XskError> {
+        let config = UmemConfig::builder()
+            .frame_size(FrameSize::new(settings.frame_size).map_err(|err| e("frame size", err))?)
+            .fill_queue_size(QueueSize::new(settings.fill_size).map_err(|err| e("fill ring size", err))?)
+            .comp_queue_size(QueueSize::new(settings.fill_size).map_err(|err| e("completion ring size", err))?)
+            .frame_headroom(0)
+            .build()
+            .map_err(|err| e("UMEM layout", err))?;
+        let frames = NonZeroU32::new(settings.frames).ok_or_else(|| XskError("zero UMEM frames".into()))?;
+        let (umem, descs) = Umem::new(config, frames, false).map_err(|err| e("creating the UMEM", describe(&err)))?;
+        let port = open_port(&umem, settings, ifname, queue)?;
+        Ok(Transmitter {
+            port,
+            umem,
+            frame_size: settings.frame_size as usize,
+            loaded: descs,
+            available: std::collections::VecDeque::new(),
+            batch: Vec::with_capacity(MAX_BATCH),
+            scratch: vec![FrameDesc::default(); MAX_BATCH],
+            sent: 0,
+        })
+    }
+
+    /// Writes `frames` into the UMEM (as many as it holds); returns how many were loaded.
+    pub fn load(&mut self, frames: &[Vec<u8>]) -> usize {
+        let n = frames.len().min(self.loaded.len());
+        let mtu = self.frame_size.saturating_sub(256);
+        let mut count = 0;
+        for (desc, bytes) in self.loaded.iter_mut().zip(frames).take(n) {
+            if bytes.len() > mtu {
+                continue;
+            }
+            // SAFETY: the descriptor belongs to this UMEM and is in no ring yet.
+            let mut data = unsafe { self.umem.data_mut(desc) };
+            let mut cursor = data.cursor();
+            cursor.set_pos(0);
+            let _ = std::io::Write::write_all(&mut cursor, bytes);
+            count += 1;
+        }
+        self.loaded.truncate(n);
+        self.available = (0..self.loaded.len() as u32).collect();
+        count
+    }
+
+    /// Produces up to `max` frames; returns how many the TX ring took.
+    pub fn send(&mut self, max: usize) -> usize {
+        let want = max.min(MAX_BATCH).min(self.available.len());
+        if want == 0 {
+            return 0;
+        }
+        let room = self.port.tx.nb_free(want as u32) as usize;
+        let n = room.min(want);
+        self.batch.clear();
+        for _ in 0..n {
+            let i = self.available.pop_front().expect("n <= available") as usize;
+            self.batch.push(self.loaded[i]);
+        }
+        // SAFETY: the descriptors belong to this UMEM and are in no ring.
+        let produced = unsafe { self.port.tx.produce(&self.batch) };
+        // produce is all-or-nothing; on failure the frames stay available.
+        if produced == 0 {
+            for d in self.batch.iter().rev() {
+                self.available.push_front((d.addr() / self.frame_size) as u32);
+            }
+        }
+        self.port.outstanding += produced as u32;
+        self.sent += produced as u64;
+        produced
+    }
+
+    /// Makes completed frames available again.
+    pub fn reclaim(&mut self) {
+        // SAFETY: completion descriptors belong to this UMEM.
+        let n = unsafe { self.port.comp.consume(&mut self.scratch) };
+        self.port.outstanding = self.port.outstanding.saturating_sub(n as u32);
+        for d in &self.scratch[..n] {
+            self.available.push_back((d.addr() / self.frame_size) as u32);
+        }
+    }
+
+    /// Kicks the kernel while frames are outstanding.
+    pub fn kick(&mut self) {
+        if self.port.outstanding > 0 {
+            let _ = self.port.tx.wakeup();
+        }
+    }
+
+    /// Frames produced so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Frames produced and not completed.
+    pub fn outstanding(&self) -> u32 {
+        self.port.outstanding
+    }
+
+    /// Kernel ring statistics.
+    pub fn ring_stats(&self) -> RingStats {
+        ring_stats(&self.port.tx)
+    }
+}
