@@ -143,7 +143,7 @@ pub fn frame(spec: &Spec, rng: &mut Rng) -> Vec<u8> {
             Packet::udp(src, port, spec.dst, sport).payload(&payload)
         }
         Profile::LegitMix => {
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 Packet::tcp(src, sport, spec.dst, spec.dport).flags(0x10).seq_ack(rng.next() as u32, rng.next() as u32)
             } else {
                 Packet::udp(src, sport, spec.dst, spec.dport).payload(&[0x42; 64])
