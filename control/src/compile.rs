@@ -42,6 +42,8 @@ pub struct CompileInput<'a> {
     pub generation: u64,
     /// System facts.
     pub facts: &'a SystemFacts,
+    /// Runtime changes on top of the document (none for `check`).
+    pub overlay: Option<&'a crate::runtime::Overlay>,
 }
 
 /// The profile every prefix without one uses; always present.
@@ -122,6 +124,12 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Policy, ConfigError> {
     }
     b.allow = list_entries(file, "policy.allow", &cfg.policy.allow, "policy.allow_files", &cfg.policy.allow_files)?;
     b.deny = list_entries(file, "policy.deny", &cfg.policy.deny, "policy.deny_files", &cfg.policy.deny_files)?;
+    if let Some(overlay) = input.overlay {
+        let expiry = |e: &crate::runtime::ListEntry| e.expires_ns.unwrap_or(NEVER);
+        b.allow.extend(overlay.allow.iter().map(|(c, e)| (*c, expiry(e))));
+        b.deny.extend(overlay.deny.iter().map(|(c, e)| (*c, expiry(e))));
+        b.bypass = overlay.bypass;
+    }
 
     let mut ids = HashSet::new();
     for (i, r) in cfg.rules.iter().enumerate() {
@@ -490,7 +498,7 @@ mod tests {
     fn compile_text(text: &str) -> Result<Policy, ConfigError> {
         let file = Path::new("test.toml");
         let config = Config::from_toml(text, file)?;
-        compile(&CompileInput { config: &config, file, generation: 1, facts: &SystemFacts::default() })
+        compile(&CompileInput { config: &config, file, generation: 1, facts: &SystemFacts::default(), overlay: None })
     }
 
     fn err(text: &str) -> String {

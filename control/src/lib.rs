@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod lists;
 pub mod report;
+pub mod runtime;
 
 pub use compile::{CompileInput, SystemFacts, compile, pipeline_config};
 pub use config::Config;
@@ -23,6 +24,6 @@ use std::path::Path;
 pub fn check_file(path: &Path) -> Result<(Config, dataplane::policy::Policy), ConfigError> {
     let config = Config::load(path)?;
     let facts = SystemFacts::default();
-    let policy = compile(&CompileInput { config: &config, file: path, generation: 1, facts: &facts })?;
+    let policy = compile(&CompileInput { config: &config, file: path, generation: 1, facts: &facts, overlay: None })?;
     Ok((config, policy))
 }

@@ -67,13 +67,14 @@ pub fn run(path: &Path, frames: usize, json_out: bool) -> ExitCode {
         next_hop_mac: Some([2, 0, 0, 0, 0, 2]),
         ..Default::default()
     };
-    let policy = match compile(&CompileInput { config: &config, file: path, generation: 1, facts: &facts }) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let policy =
+        match compile(&CompileInput { config: &config, file: path, generation: 1, facts: &facts, overlay: None }) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
     let mut pipeline = Pipeline::new(policy::cell(policy), pipeline_config(&config, 1));
 
     // Build every frame before timing anything.

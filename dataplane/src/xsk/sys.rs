@@ -61,3 +61,25 @@ pub fn interface_addresses() -> std::io::Result<Vec<(String, Addr)>> {
     unsafe { libc::freeifaddrs(head) };
     Ok(out)
 }
+
+/// Credentials of the peer of a connected Unix socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerCredentials {
+    /// Process id.
+    pub pid: i32,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// SO_PEERCRED of the Unix socket `fd`.
+pub fn peer_credentials(fd: std::os::fd::RawFd) -> Option<PeerCredentials> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a valid ucred of `len` bytes; getsockopt writes at most that many.
+    let rc = unsafe {
+        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len)
+    };
+    (rc == 0).then_some(PeerCredentials { pid: cred.pid, uid: cred.uid, gid: cred.gid })
+}

@@ -29,6 +29,114 @@ enum Cmd {
     Stats,
     /// Whether every worker runs.
     Health,
+    /// The running policy document.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Re-read the config file (on error the running policy stays).
+    Reload,
+    /// Protected prefixes.
+    #[command(subcommand)]
+    Prefix(PrefixCmd),
+    /// The deny list.
+    #[command(subcommand)]
+    Deny(ListCmd),
+    /// The allow list.
+    #[command(subcommand)]
+    Allow(ListCmd),
+    /// Firewall rules.
+    #[command(subcommand)]
+    Rule(RuleCmd),
+    /// Forward everything unchecked (on) or scrub again (off).
+    Bypass {
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCmd {
+    /// Print the running document (TOML) and the runtime entries.
+    Get,
+    /// Replace the document with a TOML file (validated, then swapped).
+    Set {
+        /// TOML file.
+        file: PathBuf,
+    },
+    /// Write the running document back to the config file (or PATH).
+    Save {
+        /// Where to write (default: the daemon's config file).
+        path: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PrefixCmd {
+    /// Protect a prefix.
+    Add {
+        /// The prefix.
+        cidr: String,
+        /// Profile name.
+        #[arg(long, default_value = "default")]
+        profile: String,
+        /// GRE endpoint of the origin.
+        #[arg(long)]
+        gre_endpoint: Option<String>,
+    },
+    /// Stop protecting a prefix.
+    Del {
+        /// The prefix.
+        cidr: String,
+    },
+    /// Change a prefix's profile.
+    SetProfile {
+        /// The prefix.
+        cidr: String,
+        /// Profile name.
+        profile: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ListCmd {
+    /// Add a prefix (optionally for a time).
+    Add {
+        /// The prefix.
+        cidr: String,
+        /// Seconds until the entry expires.
+        #[arg(long)]
+        ttl: Option<f64>,
+    },
+    /// Remove a prefix.
+    Del {
+        /// The prefix.
+        cidr: String,
+    },
+    /// List the entries.
+    List {
+        /// Most entries to print.
+        #[arg(long, default_value_t = 1000)]
+        limit: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RuleCmd {
+    /// Add a rule given as JSON (the keys of a [[rules]] table).
+    Add {
+        /// e.g. '{"action":"drop","protocol":"udp","dst_ports":"0-0"}'
+        rule: String,
+        /// Position (0 = first; default last).
+        #[arg(long)]
+        position: Option<u64>,
+    },
+    /// Remove the rule with this id.
+    Del {
+        /// Rule id.
+        id: u64,
+    },
+    /// List the rules in order.
+    List,
 }
 
 fn print_stats(r: &Value) {
@@ -42,7 +150,7 @@ fn print_stats(r: &Value) {
         if !v.is_empty() {
             println!("\n{:<28} {:>14}", "drop reason", "packets");
             for (k, n) in v {
-                println!("{k:<28} {n:>14}");
+                println!("{k:<28} {:>14}", n.as_u64().unwrap_or(0));
             }
         }
     }
@@ -52,17 +160,36 @@ fn print_stats(r: &Value) {
             "interface", "queue", "rx", "tx egress", "tx ingress", "ring full", "cpu ms"
         );
         for w in ws {
+            let n = |k: &str| w[k].as_u64().unwrap_or(0);
             println!(
                 "{:<10} {:>5} {:>12} {:>12} {:>12} {:>10} {:>10}",
                 w["interface"].as_str().unwrap_or(""),
-                w["queue"],
-                w["rx"],
-                w["tx_egress"],
-                w["tx_ingress"],
-                w["tx_ring_full"],
-                w["cpu_ns"].as_u64().unwrap_or(0) / 1_000_000
+                n("queue"),
+                n("rx"),
+                n("tx_egress"),
+                n("tx_ingress"),
+                n("tx_ring_full"),
+                n("cpu_ns") / 1_000_000
             );
         }
+    }
+}
+
+fn list_cmd(list: &str, cmd: ListCmd) -> (&'static str, Value) {
+    let name = |op: &str| -> &'static str {
+        match (list, op) {
+            ("deny", "add") => "deny_add",
+            ("deny", "del") => "deny_del",
+            ("deny", _) => "deny_list",
+            (_, "add") => "allow_add",
+            (_, "del") => "allow_del",
+            _ => "allow_list",
+        }
+    };
+    match cmd {
+        ListCmd::Add { cidr, ttl } => (name("add"), json!({"cidr": cidr, "ttl_s": ttl})),
+        ListCmd::Del { cidr } => (name("del"), json!({"cidr": cidr})),
+        ListCmd::List { limit } => (name("list"), json!({"limit": limit})),
     }
 }
 
@@ -72,13 +199,47 @@ fn main() -> ExitCode {
         Cmd::Status => ("status", json!({})),
         Cmd::Stats => ("stats", json!({})),
         Cmd::Health => ("health", json!({})),
+        Cmd::Reload => ("reload", json!({})),
+        Cmd::Policy(PolicyCmd::Get) => ("policy_get", json!({})),
+        Cmd::Policy(PolicyCmd::Set { file }) => match std::fs::read_to_string(&file) {
+            Ok(text) => ("policy_set", json!({"toml": text})),
+            Err(e) => {
+                eprintln!("error: {}: {e}", file.display());
+                return ExitCode::from(1);
+            }
+        },
+        Cmd::Policy(PolicyCmd::Save { path }) => ("policy_save", json!({"path": path})),
+        Cmd::Prefix(PrefixCmd::Add { cidr, profile, gre_endpoint }) => {
+            ("prefix_add", json!({"cidr": cidr, "profile": profile, "gre_endpoint": gre_endpoint}))
+        }
+        Cmd::Prefix(PrefixCmd::Del { cidr }) => ("prefix_del", json!({"cidr": cidr})),
+        Cmd::Prefix(PrefixCmd::SetProfile { cidr, profile }) => {
+            ("prefix_set_profile", json!({"cidr": cidr, "profile": profile}))
+        }
+        Cmd::Deny(l) => list_cmd("deny", l),
+        Cmd::Allow(l) => list_cmd("allow", l),
+        Cmd::Rule(RuleCmd::Add { rule: text, position }) => match serde_json::from_str::<Value>(&text) {
+            Ok(rule) => ("rule_add", json!({"rule": rule, "position": position})),
+            Err(e) => {
+                eprintln!("error: the rule is not JSON: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        Cmd::Rule(RuleCmd::Del { id }) => ("rule_del", json!({"id": id})),
+        Cmd::Rule(RuleCmd::List) => ("rule_list", json!({})),
+        Cmd::Bypass { state } => ("bypass", json!({"on": state == "on"})),
     };
     match ctl::request(&cli.socket, cmd, args) {
         Ok(result) => {
-            if cli.json || cmd != "stats" {
+            if cli.json {
                 println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
-            } else {
+            } else if cmd == "stats" {
                 print_stats(&result);
+            } else if cmd == "policy_get" {
+                print!("{}", result["toml"].as_str().unwrap_or(""));
+                println!("# runtime: {}", result["runtime"]);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
             }
             if cmd == "health" && result["ok"] != Value::Bool(true) {
                 return ExitCode::from(1);

@@ -11,6 +11,7 @@ use dataplane::stats::Stats;
 use dataplane::verdict::VerdictKind;
 use serde_json::{Value, json};
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -72,6 +73,12 @@ impl Server {
         let listener = UnixListener::bind(&path)
             .map_err(|e| io::Error::new(e.kind(), format!("binding the control socket {}: {e}", path.display())))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+        if let Some(group) = daemon.config.daemon.control_group.as_deref() {
+            let (gid, _) = group_entry(group).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("daemon.control_group: no group named `{group}`"))
+            })?;
+            std::os::unix::fs::chown(&path, None, Some(gid))?;
+        }
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
@@ -120,7 +127,46 @@ fn error(id: Value, code: &str, message: &str) -> Value {
     json!({"id": id, "version": PROTOCOL_VERSION, "ok": false, "error": {"code": code, "message": message}})
 }
 
+/// Gid of group `name` and its member user names, from /etc/group.
+fn group_entry(name: &str) -> Option<(u32, Vec<String>)> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines()
+        .find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            (f.len() >= 4 && f[0] == name)
+                .then(|| (f[2].parse().ok(), f[3].split(',').filter(|m| !m.is_empty()).map(str::to_string).collect()))
+        })
+        .and_then(|(gid, members)| gid.map(|g| (g, members)))
+}
+
+/// User name of `uid`, from /etc/passwd.
+fn user_name(uid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 3 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[0].to_string())
+    })
+}
+
+/// Root, or a member (primary or supplementary) of the configured control group.
+fn authorized(cred: Option<dataplane::xsk::sys::PeerCredentials>, group: Option<&str>) -> bool {
+    let Some(cred) = cred else { return false };
+    if cred.uid == 0 {
+        return true;
+    }
+    let Some((gid, members)) = group.and_then(group_entry) else { return false };
+    cred.gid == gid || user_name(cred.uid).is_some_and(|u| members.contains(&u))
+}
+
 fn serve(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
+    let cred = dataplane::xsk::sys::peer_credentials(stream.as_raw_fd());
+    let uid = cred.map(|c| c.uid);
+    if !authorized(cred, daemon.config.daemon.control_group.as_deref()) {
+        let mut s = stream;
+        writeln!(s, "{}", error(Value::Null, "forbidden", "the control socket is for root and the control group"))?;
+        warn!(peer_uid = ?uid, "refused a control client");
+        return Ok(());
+    }
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     stream.set_write_timeout(Some(READ_TIMEOUT))?;
@@ -137,7 +183,7 @@ fn serve(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
             return Ok(());
         }
         let response = match serde_json::from_slice::<Value>(&line) {
-            Ok(req) => handle(&req, daemon),
+            Ok(req) => handle(&req, daemon, uid),
             Err(e) => error(Value::Null, "bad_json", &e.to_string()),
         };
         writeln!(writer, "{response}")?;
@@ -145,18 +191,24 @@ fn serve(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
 }
 
 /// Answers one request.
-pub fn handle(req: &Value, daemon: &Daemon) -> Value {
+pub fn handle(req: &Value, daemon: &Daemon, uid: Option<u32>) -> Value {
     let id = req.get("id").cloned().unwrap_or(Value::Null);
     let Some(cmd) = req.get("cmd").and_then(Value::as_str) else {
         return error(id, "bad_request", "a request is an object with a string `cmd`");
     };
     let result = match cmd {
-        "status" => status(daemon),
-        "stats" => stats(daemon),
-        "health" => health(daemon),
-        other => return error(id, "unknown_command", &format!("unknown command `{other}`")),
+        "status" => Ok(status(daemon)),
+        "stats" => Ok(stats(daemon)),
+        "health" => Ok(health(daemon)),
+        other => match super::commands::run(daemon, other, req, uid) {
+            Some(r) => r,
+            None => return error(id, "unknown_command", &format!("unknown command `{other}`")),
+        },
     };
-    json!({"id": id, "version": PROTOCOL_VERSION, "ok": true, "result": result})
+    match result {
+        Ok(result) => json!({"id": id, "version": PROTOCOL_VERSION, "ok": true, "result": result}),
+        Err((code, message)) => error(id, code, &message),
+    }
 }
 
 fn status(d: &Daemon) -> Value {

@@ -8,10 +8,12 @@
 //! A crash or `kill -9` leaves the programs attached: their queues fall to the fail mode until a
 //! restart takes them over.
 
+mod commands;
 mod control_socket;
 pub mod system;
 
 use control::config::{AttachMode as CfgAttach, BindMode as CfgBind, FailMode, ForwardModeConfig, LogFormat};
+use control::runtime::PolicyState;
 use control::{CompileInput, Config, SystemFacts, compile, pipeline_config};
 use dataplane::policy::{self, Policy, PolicyCell};
 use dataplane::worker::{self, WorkerShared};
@@ -22,7 +24,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use system::StartError;
 use tracing::{error, info, warn};
@@ -59,6 +61,25 @@ pub struct Daemon {
     pub workers: Vec<WorkerInfo>,
     /// Start time.
     pub started: Instant,
+    /// The running policy (document + runtime overlay); the control plane's lock, never taken
+    /// by a worker.
+    pub policy: Mutex<PolicyState>,
+    /// The appliance's own addresses (kept in the XDP maps as local).
+    pub own: Vec<dataplane::Addr>,
+}
+
+impl Daemon {
+    /// Publishes a compiled snapshot: XDP maps first (so newly protected prefixes are steered as
+    /// soon as workers know them), then the workers' cell (taken at their next batch boundary).
+    pub fn publish(&self, policy: Policy) -> Result<u64, String> {
+        let classes = xdp_classes(&policy, &self.own);
+        for prog in &self.programs {
+            prog.sync_classes(&classes).map_err(|e| e.to_string())?;
+        }
+        let generation = policy.generation;
+        self.cell.store(Arc::new(policy));
+        Ok(generation)
+    }
 }
 
 static CLOCK_ORIGIN: OnceLock<Instant> = OnceLock::new();
@@ -154,7 +175,8 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
         None
     };
     let facts = SystemFacts { egress_mac: Some(egress_mac), next_hop_mac, own_addresses: own.clone() };
-    let policy = compile(&CompileInput { config: &config, file: path, generation: 1, facts: &facts })
+    let state = PolicyState::new(path, config.clone(), facts.clone(), 1);
+    let policy = compile(&CompileInput { config: &config, file: path, generation: 1, facts: &facts, overlay: None })
         .map_err(|e| StartError(e.to_string()))?;
     let classes = xdp_classes(&policy, &own);
     let cell = policy::cell(policy);
@@ -241,8 +263,16 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
         handles.push(handle);
     }
 
-    let daemon =
-        Arc::new(Daemon { config_path: path.to_path_buf(), config, cell, programs, workers, started: Instant::now() });
+    let daemon = Arc::new(Daemon {
+        config_path: path.to_path_buf(),
+        config,
+        cell,
+        programs,
+        workers,
+        started: Instant::now(),
+        policy: Mutex::new(state),
+        own,
+    });
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
