@@ -146,7 +146,7 @@ fn print_stats(r: &Value) {
     );
     if let Some(drops) = r["totals"]["dropped"].as_object() {
         let mut v: Vec<_> = drops.iter().collect();
-        v.sort_by(|a, b| b.1.as_u64().cmp(&a.1.as_u64()));
+        v.sort_by_key(|e| std::cmp::Reverse(e.1.as_u64()));
         if !v.is_empty() {
             println!("\n{:<28} {:>14}", "drop reason", "packets");
             for (k, n) in v {
