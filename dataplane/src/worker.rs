@@ -38,6 +38,22 @@ pub struct WorkerReport {
     pub pass_dropped: u64,
     /// Monotonic time of this report.
     pub at_ns: u64,
+    /// Batches by size: bucket `i` counts batches of `2^i ..= 2^(i+1)-1` frames (the last bucket
+    /// holds 128..=256).
+    pub batch_sizes: [u64; BATCH_BUCKETS],
+    /// Loop passes that received frames.
+    pub busy_passes: u64,
+    /// Loop passes that received nothing.
+    pub idle_passes: u64,
+}
+
+/// Buckets of the batch-size histogram.
+pub const BATCH_BUCKETS: usize = 8;
+
+/// The histogram bucket of a batch of `n` frames (n >= 1).
+#[inline]
+pub fn batch_bucket(n: usize) -> usize {
+    ((usize::BITS - 1 - n.max(1).leading_zeros()) as usize).min(BATCH_BUCKETS - 1)
 }
 
 /// State shared between a worker and the daemon.
@@ -61,6 +77,7 @@ pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock:
     let mut idle = 0u32;
     let mut pass_dropped = 0u64;
     let mut last_publish = 0u64;
+    let mut activity = Activity::default();
     shared.running.store(true, Ordering::Release);
     while !shared.stop.load(Ordering::Relaxed) {
         shared.heartbeat.fetch_add(1, Ordering::Relaxed);
@@ -69,6 +86,7 @@ pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock:
         let n = io.receive();
         let now = clock();
         if n == 0 {
+            activity.idle_passes += 1;
             io.kick();
             idle = idle.saturating_add(1);
             if idle > SPIN_PASSES && io.outstanding() == 0 {
@@ -76,6 +94,8 @@ pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock:
             }
         } else {
             idle = 0;
+            activity.busy_passes += 1;
+            activity.batch_sizes[batch_bucket(n)] += 1;
             let mut relocate_failed = 0;
             {
                 let mut frames = io.frames(n);
@@ -106,19 +126,53 @@ pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock:
         }
         if now.mono_ns.saturating_sub(last_publish) >= PUBLISH_NS {
             last_publish = now.mono_ns;
-            publish(&shared, &mut pipeline, &io, pass_dropped, now.mono_ns);
+            publish(&shared, &mut pipeline, &io, pass_dropped, &activity, now.mono_ns);
         }
     }
-    publish(&shared, &mut pipeline, &io, pass_dropped, clock().mono_ns);
+    publish(&shared, &mut pipeline, &io, pass_dropped, &activity, clock().mono_ns);
 }
 
-fn publish(shared: &WorkerShared, pipeline: &mut Pipeline, io: &Io, pass_dropped: u64, now_ns: u64) {
+/// Loop activity counters.
+#[derive(Debug, Default)]
+struct Activity {
+    batch_sizes: [u64; BATCH_BUCKETS],
+    busy_passes: u64,
+    idle_passes: u64,
+}
+
+fn publish(
+    shared: &WorkerShared,
+    pipeline: &mut Pipeline,
+    io: &Io,
+    pass_dropped: u64,
+    activity: &Activity,
+    now_ns: u64,
+) {
     if let Ok(mut report) = shared.report.try_lock() {
+        report.batch_sizes = activity.batch_sizes;
+        report.busy_passes = activity.busy_passes;
+        report.idle_passes = activity.idle_passes;
         report.stats.clone_from(pipeline.stats());
         report.io = io.counters();
         report.rings = io.ring_stats();
         report.cpu_ns = thread_cpu_ns();
         report.pass_dropped = pass_dropped;
         report.at_ns = now_ns;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_bucket;
+
+    #[test]
+    fn batch_buckets_are_powers_of_two() {
+        assert_eq!(batch_bucket(1), 0);
+        assert_eq!(batch_bucket(2), 1);
+        assert_eq!(batch_bucket(3), 1);
+        assert_eq!(batch_bucket(64), 6);
+        assert_eq!(batch_bucket(127), 6);
+        assert_eq!(batch_bucket(128), 7);
+        assert_eq!(batch_bucket(256), 7);
     }
 }

@@ -10,6 +10,7 @@
 
 mod commands;
 mod control_socket;
+mod metrics;
 pub mod system;
 
 use control::config::{AttachMode as CfgAttach, BindMode as CfgBind, FailMode, ForwardModeConfig, LogFormat};
@@ -279,6 +280,7 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| StartError(format!("signal handler: {e}")))?;
     }
     let server = control_socket::Server::start(daemon.clone()).map_err(|e| StartError(e.to_string()))?;
+    let metrics = metrics::MetricsServer::start(&daemon).map_err(|e| StartError(e.to_string()))?;
     info!(socket = %daemon.config.daemon.control_socket.display(), workers = daemon.workers.len(), "scrubbing");
 
     while !stop.load(Ordering::Relaxed) {
@@ -286,6 +288,9 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
     }
     info!("stopping");
     server.stop();
+    if let Some(m) = metrics {
+        m.stop();
+    }
     for w in &daemon.workers {
         w.shared.stop.store(true, Ordering::Relaxed);
     }
