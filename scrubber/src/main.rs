@@ -35,6 +35,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The namespace lab: build it (`up`), show it (`status`), remove it (`down`).
+    Lab {
+        #[command(subcommand)]
+        command: scrubber::lab::cli::LabCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,5 +47,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check::run(&config),
         Command::Sim { config, frames, json } => sim::run(&config, frames, json),
+        Command::Lab { command } => scrubber::lab::cli::run(command),
     }
 }
