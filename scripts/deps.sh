@@ -4,7 +4,7 @@
 set -euo pipefail
 
 BUILD_PKGS=(clang llvm libelf-dev libpcap-dev m4 pkg-config zlib1g-dev make gcc libc6-dev)
-LAB_PKGS=(iproute2 ethtool nftables tcpdump netsniff-ng hping3 dnsutils python3 curl procps kmod)
+LAB_PKGS=(iproute2 ethtool nftables tcpdump netsniff-ng hping3 dnsutils python3 curl procps kmod iputils-ping linux-libc-dev)
 
 missing=()
 for p in "${BUILD_PKGS[@]}" "${LAB_PKGS[@]}"; do

@@ -53,6 +53,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The namespace lab: build it (`up`), show it (`status`), remove it (`down`).
+    Lab {
+        #[command(subcommand)]
+        command: scrubber::lab::cli::LabCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,5 +72,6 @@ fn main() -> ExitCode {
         }
         Command::Gen(args) => generator::run(&args),
         Command::Sim { config, frames, json } => sim::run(&config, frames, json),
+        Command::Lab { command } => scrubber::lab::cli::run(command),
     }
 }

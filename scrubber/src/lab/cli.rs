@@ -1,0 +1,232 @@
+//! `scrubber lab ...`: the command-line side of the lab.
+
+use super::instance::{self, Lab};
+use super::services::{self, ProbeOptions};
+use super::state::LabState;
+use super::topo::LabOptions;
+use clap::Subcommand;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// `scrubber lab` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum LabCommand {
+    /// Build the namespace lab (client, attacker -> edge -> scrub -> origin) and leave it up.
+    Up {
+        /// Instance id (namespaces are `scrb<ID>-<role>`).
+        #[arg(long, default_value = "0")]
+        id: String,
+        /// Daemon config to adapt (default `configs/lab.toml`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Route origin -> client back through the scrubber (default: around it).
+        #[arg(long)]
+        symmetric: bool,
+        /// Carry the ingress and egress links on this VLAN id.
+        #[arg(long)]
+        vlan: Option<u16>,
+        /// Give origin a GRE endpoint (gre1) and the daemon GRE forwarding.
+        #[arg(long)]
+        gre: bool,
+        /// Also start the scrubber daemon in the scrub namespace (`scrubber run`).
+        #[arg(long)]
+        daemon: bool,
+        /// Do not start origin's HTTP and UDP services.
+        #[arg(long)]
+        no_services: bool,
+    },
+    /// Show a lab that is up: hosts, namespaces, interfaces, addresses, MACs, daemon paths.
+    Status {
+        /// Instance id.
+        #[arg(long, default_value = "0")]
+        id: String,
+        /// Print the recorded state as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a lab: processes, namespaces (with their veths), state. Idempotent.
+    Down {
+        /// Instance id.
+        #[arg(long, default_value = "0")]
+        id: String,
+    },
+    /// (Runs inside origin) serve the UDP sequence service until killed.
+    UdpEcho {
+        /// Address to serve, `ip:port` or `[ipv6]:port`; repeatable.
+        #[arg(long = "bind", required = true)]
+        binds: Vec<SocketAddr>,
+    },
+    /// (Runs inside client) send numbered UDP requests from many sources; report the answers.
+    UdpProbe {
+        /// The service, `ip:port` or `[ipv6]:port`.
+        #[arg(long)]
+        target: SocketAddr,
+        /// Source addresses: `A,B,FIRST-LAST` (ranges vary in the last byte / last 16 bits).
+        #[arg(long)]
+        sources: String,
+        /// Requests to send.
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// Requests per second (0: as fast as possible).
+        #[arg(long, default_value_t = 20_000)]
+        rate: u64,
+        /// Milliseconds to wait for answers after the last request.
+        #[arg(long, default_value_t = 1000)]
+        wait_ms: u64,
+        /// Payload bytes per request (16..=1472).
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+    },
+}
+
+/// Runs a `scrubber lab` subcommand.
+pub fn run(cmd: LabCommand) -> ExitCode {
+    match cmd {
+        LabCommand::Up { id, config, symmetric, vlan, gre, daemon, no_services } => {
+            let opts = LabOptions { id, symmetric, vlan, gre, config, owner_pid: None };
+            up(opts, daemon, !no_services)
+        }
+        LabCommand::Status { id, json } => match instance::status(&id) {
+            Ok(s) if json => {
+                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Ok(s) => {
+                print_status(&s);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        LabCommand::Down { id } => match instance::down(&id) {
+            Ok(r) => {
+                if r.namespaces.is_empty() && !r.state_removed {
+                    println!("lab {id}: nothing to remove");
+                } else {
+                    println!(
+                        "lab {id}: removed {} namespaces, stopped {} processes{}",
+                        r.namespaces.len(),
+                        r.processes.len(),
+                        if r.state_removed { ", removed the state directory" } else { "" }
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        LabCommand::UdpEcho { binds } => match services::udp_echo(&binds) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
+        LabCommand::UdpProbe { target, sources, count, rate, wait_ms, payload } => {
+            let sources = match services::parse_sources(&sources) {
+                Ok(s) => s,
+                Err(e) => return fail(format!("--sources: {e}")),
+            };
+            let o =
+                ProbeOptions { target, sources, count, rate_pps: rate, wait: Duration::from_millis(wait_ms), payload };
+            match services::udp_probe(&o) {
+                Ok(r) => {
+                    println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::FAILURE
+}
+
+fn up(opts: LabOptions, daemon: bool, services: bool) -> ExitCode {
+    let id = opts.id.clone();
+    let bin = match std::env::current_exe() {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot find the scrubber binary: {e}")),
+    };
+    let mut lab = match Lab::up(opts) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    // Any error below drops `lab`, which removes everything made so far.
+    let started = (|| {
+        if services {
+            lab.start_http()?;
+            lab.start_udp_echo(&bin)?;
+        }
+        if daemon {
+            lab.start_daemon(&bin, &[])?;
+        }
+        Ok::<(), instance::LabError>(())
+    })();
+    if let Err(e) = started {
+        return fail(e);
+    }
+    let state = lab.keep();
+    print_status(&state);
+    println!(
+        "\nlab {id} is up; `scrubber lab status --id {id} --json` for details, `scrubber lab down --id {id}` to remove it"
+    );
+    ExitCode::SUCCESS
+}
+
+fn print_status(s: &LabState) {
+    let o = &s.options;
+    let mut mode = vec![if o.symmetric { "symmetric" } else { "asymmetric" }.to_string()];
+    let how = |v: Option<String>| v.map(|v| format!(" ({})", v.trim_matches('"'))).unwrap_or_default();
+    if let Some(v) = o.vlan {
+        mode.push(format!("vlan {v}{}", how(s.vlan_impl.and_then(|i| serde_json::to_string(&i).ok()))));
+    }
+    if o.gre {
+        mode.push(format!("gre{}", how(s.gre_impl.and_then(|i| serde_json::to_string(&i).ok()))));
+    }
+    println!("lab {} ({}): {}", s.id, mode.join(", "), s.status);
+    println!("{:<9} {:<18} {:<10} {:<18} {:<20} MAC", "ROLE", "NAMESPACE", "INTERFACE", "IPV4", "IPV6");
+    for h in &s.hosts {
+        for i in &h.interfaces {
+            let dash = || "-".to_string();
+            let vlan = i.vlan.map(|v| format!(" vlan {v}")).unwrap_or_default();
+            println!(
+                "{:<9} {:<18} {:<10} {:<18} {:<20} {}{vlan}",
+                h.role.name(),
+                h.namespace,
+                i.interface,
+                i.ipv4.clone().unwrap_or_else(dash),
+                i.ipv6.clone().unwrap_or_else(dash),
+                i.mac.clone().unwrap_or_else(dash)
+            );
+            for e in &i.extra {
+                println!("{:<9} {:<18} {:<10} + {e}", "", "", "");
+            }
+        }
+        if !h.loopback.is_empty() {
+            println!("{:<9} {:<18} {:<10} {}", h.role.name(), h.namespace, "lo", h.loopback.join(" "));
+        }
+    }
+    for (name, svc) in [("http", &s.http), ("udp-echo", &s.udp_echo), ("gre endpoint", &s.gre_endpoint)] {
+        if let Some(svc) = svc {
+            println!(
+                "{name}: {} in {} (pid {}), log {}",
+                svc.listen.join(" "),
+                svc.namespace,
+                svc.pid.unwrap_or(0),
+                svc.log.display()
+            );
+        }
+    }
+    let d = &s.daemon;
+    let pid = d.pid.map_or("not running".to_string(), |p| format!("pid {p}"));
+    println!("daemon: {pid} in {}; config {}", d.namespace, d.config.display());
+    println!(
+        "  control socket {}; metrics {} (inside {}); log {}",
+        d.control_socket.display(),
+        d.metrics,
+        d.namespace,
+        d.log.display()
+    );
+    println!("counters: ip netns exec {} nft -j list counters table {}", s.counters.namespace, s.counters.table);
+}
