@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod amp;
 pub mod build;
 pub mod enums;
 pub mod filters;

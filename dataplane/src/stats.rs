@@ -37,6 +37,22 @@ counted_enum! {
         IcmpTooBigSent = "icmp_too_big_sent",
         /// A new policy snapshot was adopted at a batch boundary.
         PolicySwap = "policy_swap",
+
+        // --- UDP amplification / reflection (amp) ---
+        /// A reflection vector the profile allows matched.
+        AmpVectorAllowed = "amp_vector_allowed",
+        /// A rate-limited reflection vector was admitted within its budget.
+        AmpRateLimitAdmit = "amp_rate_limit_admit",
+        /// Symmetric mode: a response matched a recorded request.
+        AmpSolicited = "amp_solicited",
+        /// Symmetric mode: a request from a protected host was recorded.
+        AmpRequestRecorded = "amp_request_recorded",
+        /// A first fragment's verdict was recorded for its datagram's other fragments.
+        AmpFragmentRecorded = "amp_fragment_recorded",
+        /// A later fragment followed its admitted first fragment.
+        AmpFragmentFollowed = "amp_fragment_followed",
+        /// A later fragment of an unseen datagram was admitted by the fragment policy.
+        AmpFragmentUnseenAdmit = "amp_fragment_unseen_admit",
     }
 }
 
@@ -51,6 +67,14 @@ counted_enum! {
         FragBuckets = "frag_buckets",
         /// Reply budgets per address replied to.
         ReplyBuckets = "reply_buckets",
+
+        // --- UDP amplification / reflection (amp): shared tables, evictions per worker ---
+        /// Per-(destination, vector) budgets.
+        AmpBuckets = "amp_buckets",
+        /// First-fragment verdicts.
+        AmpFragments = "amp_fragments",
+        /// Recorded requests (symmetric mode).
+        AmpRequests = "amp_requests",
     }
 }
 
@@ -73,6 +97,8 @@ pub struct Stats {
     pub tables: [TableStats; Table::COUNT],
     /// Batches processed.
     pub batches: u64,
+    /// Per-vector counters of the amplification countermeasure.
+    pub amp: crate::amp::Counters,
 }
 
 impl Default for Stats {
@@ -86,6 +112,7 @@ impl Default for Stats {
             events: [0; Event::COUNT],
             tables: [TableStats::default(); Table::COUNT],
             batches: 0,
+            amp: crate::amp::Counters::default(),
         }
     }
 }
@@ -154,6 +181,7 @@ impl Stats {
             a.evictions += b.evictions;
         }
         self.batches += other.batches;
+        self.amp.add(&other.amp);
     }
 }
 

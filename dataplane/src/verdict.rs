@@ -155,6 +155,20 @@ counted_enum! {
         NoTunnelEndpoint = "no_tunnel_endpoint",
         /// A reply (SYN-ACK, ICMP) the reply budget did not allow.
         ReplyOverBudget = "reply_over_budget",
+
+        // --- UDP amplification / reflection (amp) ---
+        /// A reflection vector the profile drops (memcached, CharGEN, NTP monlist, ...).
+        AmpReflection = "amp_reflection",
+        /// A reflection vector over its per-destination budget.
+        AmpRateLimit = "amp_rate_limit",
+        /// Symmetric mode: a DNS/NTP response matching no request the host sent.
+        AmpUnsolicited = "amp_unsolicited",
+        /// A later fragment of a datagram whose first fragment was dropped as reflection.
+        AmpFragment = "amp_fragment",
+        /// A later fragment of an unseen datagram, and the profile drops those.
+        AmpFragmentPolicy = "amp_fragment_policy",
+        /// A later fragment of an unseen datagram, over the profile's fragment budget.
+        AmpFragmentRateLimit = "amp_fragment_rate_limit",
     }
 }
 
