@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod amp;
 pub mod compile;
 pub mod config;
 pub mod error;
