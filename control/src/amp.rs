@@ -409,7 +409,7 @@ pub fn compile_settings(
         },
     };
     let mut settings =
-        Settings { enabled: cfg.enabled, roles, symmetric: cfg.symmetric, fragments, ..Settings::default() };
+        Settings { enabled: cfg.enabled, symmetric: cfg.symmetric, fragments, ..Settings::new(catalogue, roles) };
     for (name, o) in &cfg.vectors {
         let vkey = format!("{key}.vectors.{name}");
         let Some(index) = catalogue.index_of(name) else {
@@ -447,7 +447,12 @@ pub fn compile_settings(
                 ));
             }
         };
-        settings.overrides[index] = amp::Override { action, min_size: o.min_size };
+        if let Some(action) = action {
+            settings.vectors[index].action = action;
+        }
+        if let Some(size) = o.min_size {
+            settings.vectors[index].min_size = size;
+        }
     }
     Ok(settings)
 }
@@ -555,18 +560,20 @@ mod tests {
         .unwrap();
         assert_eq!(s.roles, Roles::RESOLVER);
         assert_eq!(s.fragments, Action::Drop);
-        assert_eq!(s.overrides[c.index_of("memcached").unwrap()].action, Some(Action::Allow));
-        assert_eq!(s.overrides[c.index_of("dns-large").unwrap()].min_size, Some(4097));
+        assert_eq!(s.vectors[c.index_of("memcached").unwrap()].action, Action::Allow);
+        assert_eq!(s.vectors[c.index_of("dns-large").unwrap()].min_size, 4097);
+        assert!(matches!(s.vectors[c.index_of("dns").unwrap()].action, Action::RateLimit(l) if l.rate().pps == 5000));
+        let ntp = c.index_of("ntp").unwrap();
+        assert_eq!(s.vectors[ntp].action, c.vectors()[ntp].action, "resolver does not relax ntp");
         assert!(
-            matches!(s.overrides[c.index_of("dns").unwrap()].action, Some(Action::RateLimit(l)) if l.rate().pps == 5000)
-        );
-        assert!(
-            matches!(s.overrides[c.index_of("chargen").unwrap()].action, Some(Action::RateLimit(l)) if l.rate().bytes_per_sec == 10_000)
+            matches!(s.vectors[c.index_of("chargen").unwrap()].action, Action::RateLimit(l) if l.rate().bytes_per_sec == 10_000)
         );
         let stun = c.index_of("stun").unwrap();
-        assert_eq!(s.overrides[stun].action, Some(c.vectors()[stun].action));
-        let d = settings("").unwrap();
-        assert_eq!(d, Settings::default());
+        assert_eq!(s.vectors[stun].action, c.vectors()[stun].action);
+        assert_eq!(settings("").unwrap(), Settings::default());
+        let resolver = settings("resolver = true\n").unwrap();
+        assert_eq!(resolver.vectors[c.index_of("dns").unwrap()].action, Action::Allow);
+        assert_eq!(resolver.vectors[c.index_of("dns-any").unwrap()].action, Action::Drop);
     }
 
     #[test]

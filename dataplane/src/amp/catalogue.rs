@@ -8,8 +8,9 @@
 //! benches use (a test in `control` checks that the shipped file compiles to exactly this).
 //!
 //! Lookup: a 65 536-bit bitmap says whether a source port has vectors at all (one L1-resident
-//! load for the common case); the few ports that do are binary-searched to their candidates,
-//! tried in catalogue order (first signature match wins).
+//! load for the common case); for the few ports that do, the number of set bits before the
+//! port's bit (a per-word prefix count plus a popcount) indexes their candidate list, tried in
+//! catalogue order (first signature match wins). No search, no hashing.
 
 use super::shared::{Limit, RequestKind};
 use super::signature::{Pattern, Signature};
@@ -229,6 +230,9 @@ struct PortEntry {
 pub struct Catalogue {
     vectors: Vec<Vector>,
     port_bits: Box<[u64; 1024]>,
+    /// Set bits in `port_bits` before each word: the rank of a port's entry in `ports`.
+    port_rank: Box<[u16; 1024]>,
+    /// One entry per port with vectors, sorted by port.
     ports: Vec<PortEntry>,
 }
 
@@ -286,7 +290,13 @@ impl Catalogue {
             }
         }
         ports.sort_by_key(|e| e.port);
-        Ok(Catalogue { vectors, port_bits, ports })
+        let mut port_rank = Box::new([0u16; 1024]);
+        let mut seen = 0u16;
+        for (rank, word) in port_rank.iter_mut().zip(port_bits.iter()) {
+            *rank = seen;
+            seen += word.count_ones() as u16;
+        }
+        Ok(Catalogue { vectors, port_bits, port_rank, ports })
     }
 
     /// The vectors in catalogue order.
@@ -302,12 +312,16 @@ impl Catalogue {
     /// Vectors whose reflectors send from `port`, in match order (empty for most ports).
     #[inline]
     pub fn candidates(&self, port: u16) -> &[u8] {
-        if self.port_bits[usize::from(port >> 6)] & (1 << (port & 63)) == 0 {
+        let word_index = usize::from(port >> 6);
+        let word = self.port_bits[word_index];
+        let bit = 1u64 << (port & 63);
+        if word & bit == 0 {
             return &[];
         }
-        match self.ports.binary_search_by_key(&port, |e| e.port) {
-            Ok(i) => &self.ports[i].members[..usize::from(self.ports[i].len)],
-            Err(_) => &[],
+        let rank = usize::from(self.port_rank[word_index]) + (word & (bit - 1)).count_ones() as usize;
+        match self.ports.get(rank) {
+            Some(e) => &e.members[..usize::from(e.len)],
+            None => &[],
         }
     }
 
@@ -388,6 +402,12 @@ mod tests {
         assert!(names(80).is_empty());
         assert!(names(54).is_empty());
         assert!(names(65535).is_empty());
+        // Every port of every vector finds it, and no other port finds anything.
+        for port in 0..=u16::MAX {
+            let expect: Vec<&str> =
+                c.vectors().iter().filter(|v| v.ports.contains(&port)).map(|v| v.name.as_str()).collect();
+            assert_eq!(names(port), expect, "port {port}");
+        }
         assert!(c.vectors().len() <= MAX_VECTORS);
     }
 

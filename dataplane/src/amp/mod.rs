@@ -72,29 +72,32 @@ impl Default for Global {
     }
 }
 
-/// A profile's override for one vector (`None`: the catalogue's value).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Override {
-    /// Action instead of the catalogue default (and of any role relaxation).
-    pub action: Option<Action>,
-    /// Minimum datagram payload size instead of the catalogue's.
-    pub min_size: Option<u16>,
+/// What a profile does with one vector: its action and minimum size, resolved from the
+/// catalogue's defaults, the profile's roles and its overrides when the policy is compiled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VectorPolicy {
+    /// The action.
+    pub action: Action,
+    /// Smallest UDP payload of the whole datagram that counts as the vector.
+    pub min_size: u16,
 }
 
-/// The per-profile part (`policy::Profile::amp`).
+/// The per-profile part (`policy::Profile::amp`), compiled against the catalogue of the same
+/// policy snapshot (the control plane compiles both together, so a catalogue swap recompiles
+/// every profile). `Settings::default()` goes with `Global::default()` (the standard catalogue).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     /// Off: every packet is `Clean` (fragments are not tracked either).
     pub enabled: bool,
-    /// Roles the destinations declare (`resolver`, `ntp-client`).
+    /// Roles the destinations declare (`resolver`, `ntp-client`); already applied to `vectors`.
     pub roles: Roles,
     /// Admit exactly the DNS/NTP responses that match a request the host sent; drop the rest.
     /// Only for deployments that relay origin → internet traffic through the scrubber.
     pub symmetric: bool,
     /// Later fragments of datagrams whose first fragment was not seen.
     pub fragments: Action,
-    /// Per-vector overrides, by catalogue position.
-    pub overrides: [Override; MAX_VECTORS],
+    /// Per vector, by catalogue position (positions past the catalogue's end are unused).
+    pub vectors: [VectorPolicy; MAX_VECTORS],
 }
 
 /// Default budget for later fragments of unseen datagrams, per destination.
@@ -102,31 +105,26 @@ pub const DEFAULT_FRAGMENT_RATE: Rate = Rate { pps: 1000, bytes_per_sec: 1_500_0
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            enabled: true,
-            roles: Roles::NONE,
-            symmetric: false,
-            fragments: Action::rate_limit(DEFAULT_FRAGMENT_RATE),
-            overrides: [Override::default(); MAX_VECTORS],
-        }
+        Settings::new(&Catalogue::standard(), Roles::NONE)
     }
 }
 
 impl Settings {
-    /// The action this profile takes for vector `index` of `catalogue`.
-    #[inline]
-    pub fn action(&self, index: usize, vector: &Vector) -> Action {
-        match self.overrides.get(index).and_then(|o| o.action) {
-            Some(action) => action,
-            None if vector.relaxed_by.intersects(self.roles) => Action::Allow,
-            None => vector.action,
+    /// The catalogue's defaults for destinations declaring `roles` (a vector relaxed by one of
+    /// them is allowed), inspection on, asymmetric, the default fragment budget.
+    pub fn new(catalogue: &Catalogue, roles: Roles) -> Settings {
+        let mut vectors = [VectorPolicy { action: Action::Allow, min_size: 0 }; MAX_VECTORS];
+        for (slot, v) in vectors.iter_mut().zip(catalogue.vectors()) {
+            let action = if v.relaxed_by.intersects(roles) { Action::Allow } else { v.action };
+            *slot = VectorPolicy { action, min_size: v.min_size };
         }
-    }
-
-    /// The minimum size this profile uses for vector `index`.
-    #[inline]
-    pub fn min_size(&self, index: usize, vector: &Vector) -> u16 {
-        self.overrides.get(index).and_then(|o| o.min_size).unwrap_or(vector.min_size)
+        Settings {
+            enabled: true,
+            roles,
+            symmetric: false,
+            fragments: Action::rate_limit(DEFAULT_FRAGMENT_RATE),
+            vectors,
+        }
     }
 }
 
@@ -238,32 +236,35 @@ impl State {
             return Check::Clean;
         }
         match info.fragment {
-            Fragment::NonFirst => {
-                return self.later_fragment(shared, global, settings, now, info, stats);
+            Fragment::None => {
+                if info.protocol != proto::UDP {
+                    return Check::Clean;
+                }
+                // The common case, clean traffic from ports no reflector uses: one bitmap load.
+                let candidates = global.catalogue.candidates(info.src_port);
+                if candidates.is_empty() {
+                    return Check::Clean;
+                }
+                self.datagram(shared, global, settings, now, info, frame, candidates, stats).0
             }
-            Fragment::None if info.protocol != proto::UDP => return Check::Clean,
-            _ => {}
+            Fragment::First => {
+                let (check, first) = if info.protocol == proto::UDP {
+                    let candidates = global.catalogue.candidates(info.src_port);
+                    self.datagram(shared, global, settings, now, info, frame, candidates, stats)
+                } else {
+                    (Check::Clean, FirstVerdict::Pass)
+                };
+                let ttl = global.fragment_ttl_ns;
+                shared.note_first_fragment(&FragmentKey::of(info), first, now.mono_ns, ttl, &mut self.evictions);
+                stats.event(Event::AmpFragmentRecorded);
+                check
+            }
+            Fragment::NonFirst => self.later_fragment(shared, settings, now, info, stats),
         }
-        let (check, first) = if info.protocol == proto::UDP {
-            self.datagram(shared, global, settings, now, info, frame, stats)
-        } else {
-            (Check::Clean, FirstVerdict::Pass)
-        };
-        if info.fragment == Fragment::First {
-            shared.note_first_fragment(
-                &FragmentKey::of(info),
-                first,
-                now.mono_ns,
-                global.fragment_ttl_ns,
-                &mut self.evictions,
-            );
-            stats.event(Event::AmpFragmentRecorded);
-        }
-        check
     }
 
-    /// A whole UDP datagram or its first fragment.
-    #[inline]
+    /// A whole UDP datagram or its first fragment, from a port with `candidates`.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn datagram(
         &mut self,
@@ -273,13 +274,9 @@ impl State {
         now: Now,
         info: &PacketInfo,
         frame: &[u8],
+        candidates: &[u8],
         stats: &mut Stats,
     ) -> (Check, FirstVerdict) {
-        let catalogue = &global.catalogue;
-        let candidates = catalogue.candidates(info.src_port);
-        if candidates.is_empty() {
-            return (Check::Clean, FirstVerdict::Pass);
-        }
         let at = usize::from(info.payload_offset);
         let Some(payload) = frame.get(at..at + usize::from(info.payload_len)) else {
             return (Check::Clean, FirstVerdict::Pass);
@@ -293,40 +290,35 @@ impl State {
         } else {
             payload.len()
         };
-        let vectors = catalogue.vectors();
+        let vectors = global.catalogue.vectors();
         for &i in candidates {
             let index = usize::from(i);
-            let Some(vector) = vectors.get(index) else {
-                continue;
-            };
-            if datagram_len < usize::from(settings.min_size(index, vector))
-                || !vector.signature.matches(payload, datagram_len)
-            {
-                continue;
+            let (Some(vector), Some(policy)) = (vectors.get(index), settings.vectors.get(index)) else { continue };
+            if datagram_len >= usize::from(policy.min_size) && vector.signature.matches(payload, datagram_len) {
+                return self.apply(shared, settings, now, info, payload, index, vector.requests, policy, stats);
             }
-            return self.apply(shared, global, settings, now, info, payload, index, vector, stats);
         }
         (Check::Clean, FirstVerdict::Pass)
     }
 
-    /// The profile's decision for a datagram that matched `vector`.
-    #[inline]
+    /// The profile's decision for a datagram that matched vector `index`.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn apply(
         &mut self,
         shared: &Shared,
-        _global: &Global,
         settings: &Settings,
         now: Now,
         info: &PacketInfo,
         payload: &[u8],
         index: usize,
-        vector: &Vector,
+        requests: Option<RequestKind>,
+        policy: &VectorPolicy,
         stats: &mut Stats,
     ) -> (Check, FirstVerdict) {
         let v = index as u8;
         if settings.symmetric
-            && let Some(kind) = vector.requests
+            && let Some(kind) = requests
         {
             let solicited = exchange_id(kind, payload, true).is_some_and(|id| {
                 let e = Exchange {
@@ -347,25 +339,14 @@ impl State {
             stats.amp.count(index, Outcome::Unsolicited, info.ip_len);
             return (Check::Reject(DropReason::AmpUnsolicited), FirstVerdict::Drop(v));
         }
-        match settings.action(index, vector) {
-            Action::Allow => {
-                stats.amp.count(index, Outcome::Allowed, info.ip_len);
-                stats.event(Event::AmpVectorAllowed);
-                (Check::Clean, FirstVerdict::Pass)
-            }
+        match &policy.action {
             Action::Drop => {
                 stats.amp.count(index, Outcome::Dropped, info.ip_len);
                 (Check::Reject(DropReason::AmpReflection), FirstVerdict::Drop(v))
             }
             Action::RateLimit(limit) => {
-                if shared.admit(
-                    (info.dst, u64::from(v)),
-                    &limit,
-                    now.mono_ns,
-                    u32::from(info.ip_len),
-                    true,
-                    &mut self.evictions,
-                ) {
+                let key = (info.dst, u64::from(v));
+                if shared.admit(key, limit, now.mono_ns, u32::from(info.ip_len), true, &mut self.evictions) {
                     stats.amp.count(index, Outcome::Admitted, info.ip_len);
                     stats.event(Event::AmpRateLimitAdmit);
                     (Check::Clean, FirstVerdict::Limited(v))
@@ -373,6 +354,11 @@ impl State {
                     stats.amp.count(index, Outcome::OverBudget, info.ip_len);
                     (Check::Reject(DropReason::AmpRateLimit), FirstVerdict::Drop(v))
                 }
+            }
+            Action::Allow => {
+                stats.amp.count(index, Outcome::Allowed, info.ip_len);
+                stats.event(Event::AmpVectorAllowed);
+                (Check::Clean, FirstVerdict::Pass)
             }
         }
     }
@@ -382,7 +368,6 @@ impl State {
     fn later_fragment(
         &mut self,
         shared: &Shared,
-        global: &Global,
         settings: &Settings,
         now: Now,
         info: &PacketInfo,
@@ -400,9 +385,10 @@ impl State {
             }
             Some(FirstVerdict::Limited(v)) => {
                 let index = usize::from(v);
-                let action = global.catalogue.vectors().get(index).map(|vector| settings.action(index, vector));
-                if let Some(Action::RateLimit(limit)) = action
-                    && !shared.admit((info.dst, u64::from(v)), &limit, now.mono_ns, bytes, false, &mut self.evictions)
+                // Charged to the byte budget the first fragment was admitted under (as the profile
+                // has it now): the budget holds for the datagram's bytes on the wire.
+                if let Some(VectorPolicy { action: Action::RateLimit(limit), .. }) = settings.vectors.get(index)
+                    && !shared.admit((info.dst, u64::from(v)), limit, now.mono_ns, bytes, false, &mut self.evictions)
                 {
                     stats.amp.count(index, Outcome::FragmentDropped, info.ip_len);
                     return Check::Reject(DropReason::AmpRateLimit);
@@ -411,15 +397,15 @@ impl State {
                 stats.event(Event::AmpFragmentFollowed);
                 Check::Clean
             }
-            None => match settings.fragments {
+            None => match &settings.fragments {
                 Action::Allow => {
                     stats.event(Event::AmpFragmentUnseenAdmit);
                     Check::Clean
                 }
                 Action::Drop => Check::Reject(DropReason::AmpFragmentPolicy),
                 Action::RateLimit(limit) => {
-                    if shared.admit((info.dst, FRAGMENT_BUDGET), &limit, now.mono_ns, bytes, true, &mut self.evictions)
-                    {
+                    let key = (info.dst, FRAGMENT_BUDGET);
+                    if shared.admit(key, limit, now.mono_ns, bytes, true, &mut self.evictions) {
                         stats.event(Event::AmpFragmentUnseenAdmit);
                         Check::Clean
                     } else {

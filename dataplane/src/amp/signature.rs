@@ -79,17 +79,42 @@ impl Pattern {
         }
     }
 
-    /// True when the pattern occurs in `hay`.
+    /// True when the pattern occurs in `hay`. Scans 8 bytes at a time for the pattern's first
+    /// byte (SWAR zero-byte detection) and compares the whole pattern only at those positions,
+    /// so a miss costs about one operation per byte.
     #[inline]
     pub fn occurs_in(&self, hay: &[u8]) -> bool {
-        let Some(last_start) = hay.len().checked_sub(self.len()) else {
-            return false;
-        };
+        const LO: u64 = 0x0101_0101_0101_0101;
+        const HI: u64 = 0x8080_8080_8080_8080;
+        let Some(last_start) = hay.len().checked_sub(self.len()) else { return false };
         let first = self.bytes[0];
-        (0..=last_start).any(|at| {
-            let b = if self.nocase { hay[at].to_ascii_lowercase() } else { hay[at] };
-            b == first && self.is_prefix_of(&hay[at..])
-        })
+        // Letters are matched with bit 0x20 forced on both sides (ASCII case folding); any false
+        // candidate this lets through fails the full comparison below.
+        let fold = if self.nocase && first.is_ascii_lowercase() { LO * 0x20 } else { 0 };
+        let want = LO * u64::from(first);
+        let mut at = 0;
+        while at <= last_start {
+            let Some(chunk) = hay.get(at..at + 8) else {
+                // Fewer than 8 bytes left: byte by byte.
+                return (at..=last_start).any(|i| {
+                    let b = if fold != 0 { hay[i] | 0x20 } else { hay[i] };
+                    b == first && self.is_prefix_of(&hay[i..])
+                });
+            };
+            let word =
+                u64::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
+            let x = (word | fold) ^ want;
+            let mut hits = x.wrapping_sub(LO) & !x & HI;
+            while hits != 0 {
+                let i = at + (hits.trailing_zeros() / 8) as usize;
+                if i <= last_start && self.is_prefix_of(&hay[i..]) {
+                    return true;
+                }
+                hits &= hits - 1;
+            }
+            at += 8;
+        }
+        false
     }
 }
 
@@ -262,12 +287,12 @@ impl Signature {
     /// `datagram_len` bytes) is a response of this kind.
     #[inline]
     pub fn matches(&self, payload: &[u8], datagram_len: usize) -> bool {
-        match *self {
+        match self {
             Signature::Any => true,
             Signature::DnsResponse => dns_response(payload),
-            Signature::DnsQtype { qtypes, count } => dns_qtype(payload, &qtypes[..usize::from(count).min(4)]),
+            Signature::DnsQtype { qtypes, count } => dns_qtype(payload, &qtypes[..usize::from(*count).min(4)]),
             Signature::DnsStrict => dns_strict(payload),
-            Signature::NtpMode { modes } => ntp_mode(payload, modes),
+            Signature::NtpMode { modes } => ntp_mode(payload, *modes),
             Signature::Memcached => memcached(payload),
             Signature::CldapResponse => cldap_response(payload),
             Signature::SnmpResponse => snmp_response(payload),
@@ -283,9 +308,9 @@ impl Signature {
             Signature::ArmsReply => arms_reply(payload, datagram_len),
             Signature::Text => text(payload),
             Signature::Prefix { pattern, offset } => {
-                payload.get(usize::from(offset)..).is_some_and(|p| pattern.is_prefix_of(p))
+                payload.get(usize::from(*offset)..).is_some_and(|p| pattern.is_prefix_of(p))
             }
-            Signature::Xml { needle, within } => xml(payload, &needle, within),
+            Signature::Xml { needle, within } => xml(payload, needle, *within),
         }
     }
 }
@@ -622,4 +647,53 @@ fn xml(p: &[u8], needle: &Pattern, within: u16) -> bool {
     }
     let end = body.len().min(usize::from(within.min(MAX_XML_SCAN)));
     needle.occurs_in(&body[start..end.max(start)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn naive(needle: &[u8], hay: &[u8], nocase: bool) -> bool {
+        hay.windows(needle.len()).any(|w| if nocase { w.eq_ignore_ascii_case(needle) } else { w == needle })
+    }
+
+    #[test]
+    fn pattern_search_finds_every_position() {
+        let p = Pattern::new(b"Envelope", false).unwrap();
+        for at in 0..40 {
+            let mut hay = vec![b'x'; 48];
+            hay[at..at + 8].copy_from_slice(b"Envelope");
+            assert!(p.occurs_in(&hay), "at {at}");
+            assert!(!p.occurs_in(&hay[..at + 7]), "cut at {at}");
+        }
+        let ci = Pattern::new(b"Envelope", true).unwrap();
+        assert!(ci.occurs_in(b"<s:ENVELOPE xmlns"));
+        assert!(!p.occurs_in(b"<s:ENVELOPE xmlns"));
+        assert!(!p.occurs_in(b""));
+        let digit = Pattern::new(b"1.1 200", true).unwrap();
+        assert!(digit.occurs_in(b"HTTP/1.1 200 OK"));
+    }
+
+    #[test]
+    fn xml_wants_a_document_start() {
+        let s = Signature::Xml { needle: Pattern::new(b"Envelope", false).unwrap(), within: 64 };
+        assert!(s.matches(b"\xef\xbb\xbf  <?xml version=\"1.0\"?><s:Envelope>", 40));
+        assert!(!s.matches(b"x<s:Envelope>", 13));
+        let far = [&b"<a>"[..], &[b' '; 80], b"Envelope"].concat();
+        assert!(!s.matches(&far, far.len()), "needle beyond `within`");
+    }
+
+    proptest! {
+        #[test]
+        fn search_agrees_with_a_naive_scan(
+            needle in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'B'), Just(b'<'), any::<u8>()], 1..6),
+            hay in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'A'), Just(b'b'), Just(b'<'), any::<u8>()], 0..80),
+            nocase in any::<bool>(),
+        ) {
+            let p = Pattern::new(&needle, nocase).unwrap();
+            let expect = naive(p.as_bytes(), &hay, nocase);
+            prop_assert_eq!(p.occurs_in(&hay), expect);
+        }
+    }
 }

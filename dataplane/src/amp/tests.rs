@@ -285,16 +285,16 @@ fn dns_responses_by_form_and_role() {
     assert_eq!(h.count("dns", Outcome::Admitted), 1);
 
     // A resolver: plain responses allowed, the attack forms still dropped.
-    let mut h = Harness::new(Settings { roles: Roles::RESOLVER, ..Settings::default() });
+    let mut h = Harness::new(Settings::new(&Catalogue::standard(), Roles::RESOLVER));
     assert_eq!(h.inspect(&frame(&small)), Check::Clean);
     assert_eq!(h.count("dns", Outcome::Allowed), 1);
     assert_eq!(h.inspect(&frame(&any)), reflect);
     assert_eq!(h.inspect(&frame(&large)), reflect);
 
     // The size threshold is per profile.
-    let mut s = Settings { roles: Roles::RESOLVER, ..Settings::default() };
+    let mut s = Settings::new(&Catalogue::standard(), Roles::RESOLVER);
     let i = Catalogue::standard().index_of("dns-large").unwrap();
-    s.overrides[i].min_size = Some(4097);
+    s.vectors[i].min_size = 4097;
     let mut h = Harness::new(s);
     assert_eq!(h.inspect(&frame(&large)), Check::Clean);
     assert_eq!(h.count("dns", Outcome::Allowed), 1);
@@ -339,7 +339,7 @@ fn ntp_modes_and_the_client_role() {
     request[0] &= 0x7f;
     assert_eq!(h.inspect(&frame(&request)), Check::Clean);
 
-    let mut h = Harness::new(Settings { roles: Roles::NTP_CLIENT, ..Settings::default() });
+    let mut h = Harness::new(Settings::new(&Catalogue::standard(), Roles::NTP_CLIENT));
     assert_eq!(h.inspect(&frame(&spec("ntp"))), Check::Clean);
     assert_eq!(h.count("ntp", Outcome::Allowed), 1);
     assert_eq!(h.inspect(&frame(&spec("ntp-private"))), reflect);
@@ -386,8 +386,8 @@ fn profile_overrides_and_disabling() {
     let memcached = samples::attack("memcached").unwrap();
     let chargen = samples::attack("chargen").unwrap();
     let mut s = Settings::default();
-    s.overrides[c.index_of("memcached").unwrap()].action = Some(Action::Allow);
-    s.overrides[c.index_of("chargen").unwrap()].action = Some(Action::rate_limit(Rate::pps(1)));
+    s.vectors[c.index_of("memcached").unwrap()].action = Action::Allow;
+    s.vectors[c.index_of("chargen").unwrap()].action = Action::rate_limit(Rate::pps(1));
     let mut h = Harness::new(s);
     assert_eq!(h.inspect(&attack_frame(memcached, 1, false)), Check::Clean);
     assert_eq!(h.count("memcached", Outcome::Allowed), 1);
@@ -460,7 +460,7 @@ fn fragments_of_a_rate_limited_datagram_share_its_byte_budget() {
     let mut s = Settings::default();
     // 4000 bytes/s and no packet budget: one 3.6 kB datagram per second fits, a second does not.
     let budget = Rate { pps: 0, bytes_per_sec: 4000, burst_ms: 1000 };
-    s.overrides[c.index_of("dns-any").unwrap()].action = Some(Action::rate_limit(budget));
+    s.vectors[c.index_of("dns-any").unwrap()].action = Action::rate_limit(budget);
     let mut h = Harness::new(s);
     let spec = samples::attack("dns-any").unwrap();
     let first = fragmented(spec, REFLECTOR_V4, VICTIM_V4, 1);
@@ -521,7 +521,7 @@ fn two_workers(skew_ns: u64) -> [u64; 2] {
     let c = Catalogue::standard();
     let budget = Rate { pps: 3000, bytes_per_sec: 0, burst_ms: 100 };
     let mut s = Settings::default();
-    s.overrides[c.index_of("stun").unwrap()].action = Some(Action::rate_limit(budget));
+    s.vectors[c.index_of("stun").unwrap()].action = Action::rate_limit(budget);
     let global = Global::default();
     let shared = Shared::new(SharedConfig::default(), [3; 4]);
     let mut workers = [(State::new(), Stats::default()), (State::new(), Stats::default())];
@@ -569,7 +569,7 @@ fn two_threads_share_one_byte_budget() {
     use std::sync::Arc;
     let budget = Rate { pps: 0, bytes_per_sec: 1_000_000, burst_ms: 100 };
     let mut s = Settings::default();
-    s.overrides[Catalogue::standard().index_of("dns").unwrap()].action = Some(Action::rate_limit(budget));
+    s.vectors[Catalogue::standard().index_of("dns").unwrap()].action = Action::rate_limit(budget);
     let s = Arc::new(s);
     let global = Arc::new(Global::default());
     let shared = Arc::new(Shared::new(SharedConfig::default(), [5; 4]));
@@ -606,7 +606,7 @@ fn two_threads_share_one_byte_budget() {
 
 #[test]
 fn symmetric_mode_admits_exactly_the_responses_to_recorded_requests() {
-    let mut h = Harness::new(Settings { symmetric: true, roles: Roles::RESOLVER, ..Settings::default() });
+    let mut h = Harness::new(Settings { symmetric: true, ..Settings::new(&Catalogue::standard(), Roles::RESOLVER) });
     let now = Now { mono_ns: SEC, wall_secs: 0 };
     // The protected host asks a resolver outside (origin → internet).
     let query = samples::dns_query(&mut Rng::new(11));
