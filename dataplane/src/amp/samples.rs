@@ -133,6 +133,63 @@ pub const LEGIT: &[Spec] = &[
     Spec { name: "sip-from-10074", vector: None, src_port: 10074, build: sip_binary_prefixed },
 ];
 
+/// Relative weights of the `udp-amp` generator profile's mix: every vector of the standard
+/// catalogue, weighted towards the vectors that dominate large reflection floods (DNS, NTP
+/// monlist, memcached, CLDAP, SSDP, WS-Discovery), with the continuation datagrams that make
+/// up most of a memcached flood.
+pub const UDP_AMP_MIX: &[(&str, u32)] = &[
+    ("dns-any", 12),
+    ("dns-large", 4),
+    ("dns", 4),
+    ("ntp-private", 10),
+    ("ntp-control", 3),
+    ("ntp", 3),
+    ("memcached", 2),
+    ("memcached-continuation", 8),
+    ("memcached-stats", 1),
+    ("ssdp", 8),
+    ("cldap", 8),
+    ("chargen", 3),
+    ("qotd", 1),
+    ("snmp", 3),
+    ("snmp-v1", 1),
+    ("netbios", 2),
+    ("portmap", 2),
+    ("mdns", 2),
+    ("ws-discovery", 5),
+    ("arms", 2),
+    ("coap", 2),
+    ("slp", 2),
+    ("tp240", 1),
+    ("jenkins", 1),
+    ("ripv1", 1),
+    ("mssql", 1),
+    ("openvpn", 1),
+    ("stun", 2),
+    ("dtls", 1),
+    ("dtls-server-hello", 1),
+    ("nat-pmp", 1),
+    ("ntp-monlist-v3", 1),
+];
+
+/// The sample named `name` (attack forms and variants).
+pub fn spec(name: &str) -> Option<&'static Spec> {
+    ATTACKS.iter().chain(ATTACK_VARIANTS).find(|s| s.name == name)
+}
+
+/// The `udp-amp` mix's pick for draw `r` (any 64-bit value, e.g. from `Rng`).
+pub fn pick(r: u64) -> &'static Spec {
+    let total: u64 = UDP_AMP_MIX.iter().map(|(_, w)| u64::from(*w)).sum();
+    let mut x = r % total;
+    for (name, w) in UDP_AMP_MIX {
+        if x < u64::from(*w) {
+            return spec(name).expect("the mix names known samples");
+        }
+        x -= u64::from(*w);
+    }
+    &ATTACKS[0]
+}
+
 /// The attack spec of vector `name`.
 pub fn attack(name: &str) -> Option<&'static Spec> {
     ATTACKS.iter().find(|s| s.name == name)

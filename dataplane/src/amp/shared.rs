@@ -77,8 +77,8 @@ impl Default for SharedConfig {
     }
 }
 
-/// Most slots one table may have (each table's set index takes at most 24 hash bits).
-pub const MAX_SLOTS: usize = 1 << 26;
+/// Most slots one table may have: 16 Mi (512 MiB of budgets, 128 MiB of one-word slots).
+pub const MAX_SLOTS: usize = 1 << 24;
 
 #[inline]
 fn fold(a: u64, b: u64) -> u64 {
@@ -178,9 +178,9 @@ impl BucketSlot {
         }
         if byte_limited && !gcra(&self.byte_tat, now, limit.byte_cost(bytes), limit.tolerance_ns) {
             if packets {
-                // Give back the packet taken above: the packet is not admitted. The TAT is at
-                // least `packet_ns` since it was just advanced by it, so this cannot wrap.
-                self.packet_tat.fetch_sub(limit.packet_ns, Relaxed);
+                // Give back the packet taken above: the packet is not admitted. Saturating, in
+                // case another worker reset the slot for a new key in between.
+                let _ = self.packet_tat.fetch_update(Relaxed, Relaxed, |t| Some(t.saturating_sub(limit.packet_ns)));
             }
             return false;
         }

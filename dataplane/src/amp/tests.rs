@@ -144,6 +144,26 @@ fn the_issue_names_every_required_vector_and_samples_cover_the_catalogue() {
 }
 
 #[test]
+fn the_generator_mix_covers_every_vector() {
+    let c = Catalogue::standard();
+    for v in c.vectors() {
+        assert!(
+            samples::UDP_AMP_MIX
+                .iter()
+                .any(|(n, _)| samples::spec(n).is_some_and(|s| s.vector == Some(v.name.as_str()))),
+            "the udp-amp mix lacks {}",
+            v.name
+        );
+    }
+    let mut rng = Rng::new(1);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..20_000 {
+        seen.insert(samples::pick(rng.next_u64()).name);
+    }
+    assert_eq!(seen.len(), samples::UDP_AMP_MIX.len());
+}
+
+#[test]
 fn every_attack_sample_gets_its_vector_default_verdict() {
     for v6 in [false, true] {
         for spec in ATTACKS.iter().chain(ATTACK_VARIANTS) {
