@@ -163,7 +163,8 @@ counted_enum! {
         AmpRateLimit = "amp_rate_limit",
         /// Symmetric mode: a DNS/NTP response matching no request the host sent.
         AmpUnsolicited = "amp_unsolicited",
-        /// A later fragment of a datagram whose first fragment was dropped as reflection.
+        /// A later fragment of a datagram whose first fragment was dropped (as reflection, or by
+        /// an earlier check).
         AmpFragment = "amp_fragment",
         /// A later fragment of an unseen datagram, and the profile drops those.
         AmpFragmentPolicy = "amp_fragment_policy",

@@ -17,7 +17,9 @@
 //!   remembered in `Shared` keyed by (source, destination, protocol, IP ID); later fragments
 //!   follow it (a dropped datagram's fragments are dropped under `amp_fragment`; a rate-limited
 //!   one's are charged to the same byte budget). Later fragments of a datagram not seen get the
-//!   profile's `fragments` action (`amp_fragment_policy` / `amp_fragment_rate_limit`).
+//!   profile's `fragments` action (`amp_fragment_policy` / `amp_fragment_rate_limit`). The
+//!   pipeline reports first fragments that earlier checks rejected with
+//!   `State::first_fragment_rejected`, so their later fragments are rejected as well.
 //! - Symmetric deployments: `State::record_request` is called for packets protected hosts send
 //!   (origin → internet). A profile with `symmetric` then admits exactly the DNS and NTP
 //!   responses that match a recorded request and drops the others under `amp_unsolicited`.
@@ -383,6 +385,7 @@ impl State {
                 stats.amp.count(usize::from(v), Outcome::FragmentDropped, info.ip_len);
                 Check::Reject(DropReason::AmpFragment)
             }
+            Some(FirstVerdict::Rejected) => Check::Reject(DropReason::AmpFragment),
             Some(FirstVerdict::Limited(v)) => {
                 let index = usize::from(v);
                 // Charged to the byte budget the first fragment was admitted under (as the profile
@@ -414,6 +417,28 @@ impl State {
                 }
             },
         }
+    }
+
+    /// Records that a check before this one (baseline filter, deny list, rule, budget) rejected
+    /// the first fragment `info` of a datagram, so that its later fragments, which carry no
+    /// ports for those checks to match, are rejected too (under `amp_fragment`) instead of
+    /// falling to the unseen-fragment action. Call it only for first fragments this
+    /// countermeasure did not decide itself; a no-op when the profile disables it.
+    pub fn first_fragment_rejected(
+        &mut self,
+        shared: &Shared,
+        global: &Global,
+        settings: &Settings,
+        now: Now,
+        info: &PacketInfo,
+        stats: &mut Stats,
+    ) {
+        if !settings.enabled || info.fragment != Fragment::First {
+            return;
+        }
+        let (key, ttl) = (FragmentKey::of(info), global.fragment_ttl_ns);
+        shared.note_first_fragment(&key, FirstVerdict::Rejected, now.mono_ns, ttl, &mut self.evictions);
+        stats.event(Event::AmpFragmentRecorded);
     }
 
     /// Records a request a protected host sent (a packet from a protected source towards the

@@ -388,6 +388,9 @@ pub enum FirstVerdict {
     Drop(u8),
     /// Admitted within vector `v`'s budget: later fragments are charged its byte budget.
     Limited(u8),
+    /// Rejected by a check that runs before this countermeasure (see
+    /// `State::first_fragment_rejected`): later fragments are rejected too.
+    Rejected,
 }
 
 impl FirstVerdict {
@@ -396,6 +399,7 @@ impl FirstVerdict {
             FirstVerdict::Pass => 0,
             FirstVerdict::Drop(v) => 0x40 | u64::from(v & 0x3f),
             FirstVerdict::Limited(v) => 0x80 | u64::from(v & 0x3f),
+            FirstVerdict::Rejected => 0xc0,
         }
     }
 
@@ -404,6 +408,7 @@ impl FirstVerdict {
         match bits & 0xc0 {
             0x40 => FirstVerdict::Drop(v),
             0x80 => FirstVerdict::Limited(v),
+            0xc0 => FirstVerdict::Rejected,
             _ => FirstVerdict::Pass,
         }
     }

@@ -516,6 +516,24 @@ fn unseen_later_fragments_get_the_profile_fragment_action() {
 }
 
 #[test]
+fn first_fragments_rejected_before_amp_take_their_fragments_with_them() {
+    // A rule (say, on the destination port) drops a first fragment; its tail has no ports.
+    let payload = vec![0x42; 3000];
+    let frames = samples::frames(ip(REFLECTOR_V4), 4444, ip(VICTIM_V4), 9999, &payload, 77, 1500);
+    let mut h = Harness::new(Settings::default());
+    let first = parse(&frames[0]).unwrap().unwrap();
+    let now = Now { mono_ns: SEC, wall_secs: 0 };
+    h.state.first_fragment_rejected(&h.shared, &h.global, &h.settings, now, &first, &mut h.stats);
+    for f in &frames[1..] {
+        assert_eq!(h.inspect(f), Check::Reject(DropReason::AmpFragment));
+    }
+    // Not a first fragment, or amp off: nothing recorded.
+    let whole = parse(&udp(REFLECTOR_V4, 4444, VICTIM_V4, 9999, b"x")).unwrap().unwrap();
+    h.state.first_fragment_rejected(&h.shared, &h.global, &h.settings, now, &whole, &mut h.stats);
+    assert_eq!(h.stats.event_count(Event::AmpFragmentRecorded), 1);
+}
+
+#[test]
 fn a_first_fragment_seen_by_one_worker_governs_fragments_another_sees() {
     let mut a = Harness::new(Settings::default());
     let mut b = State::new();
