@@ -632,9 +632,35 @@ fn arms_reply(p: &[u8], datagram_len: usize) -> bool {
         && be16(p, 2).is_some_and(|l| usize::from(l) <= datagram_len)
 }
 
+#[inline]
+fn printable(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) || matches!(b, b'\r' | b'\n' | b'\t')
+}
+
+/// Printable ASCII, 8 bytes at a time: a word passes at once when no byte has the top bit set,
+/// none is below 0x20 and none is DEL; a word with a control byte is checked byte by byte
+/// (CR, LF and TAB are allowed).
 fn text(p: &[u8]) -> bool {
-    p.len() >= MIN_TEXT_LEN
-        && p.iter().take(MAX_TEXT_SCAN).all(|&b| (0x20..0x7f).contains(&b) || matches!(b, b'\r' | b'\n' | b'\t'))
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    if p.len() < MIN_TEXT_LEN {
+        return false;
+    }
+    let scan = &p[..p.len().min(MAX_TEXT_SCAN)];
+    let mut words = scan.chunks_exact(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        if x & HI != 0 {
+            return false;
+        }
+        // With no top bit set, these detect a byte below 0x20, and a byte equal to 0x7f.
+        let control = x.wrapping_sub(LO * 0x20) & !x & HI;
+        let del = (x ^ (LO * 0x7f)).wrapping_sub(LO) & !(x ^ (LO * 0x7f)) & HI;
+        if (control | del) != 0 && !w.iter().all(|&b| printable(b)) {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|&b| printable(b))
 }
 
 fn xml(p: &[u8], needle: &Pattern, within: u16) -> bool {
@@ -685,6 +711,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn text_agrees_with_a_byte_check(bytes in proptest::collection::vec(prop_oneof![
+            Just(b'\r'), Just(b'\n'), Just(b'\t'), Just(0x7f), Just(0x1f), Just(0x80), 0x20u8..0x7f, any::<u8>()
+        ], 0..100)) {
+            let expect = bytes.len() >= MIN_TEXT_LEN && bytes.iter().take(MAX_TEXT_SCAN).all(|&b| printable(b));
+            prop_assert_eq!(text(&bytes), expect);
+        }
+
         #[test]
         fn search_agrees_with_a_naive_scan(
             needle in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'B'), Just(b'<'), any::<u8>()], 1..6),
