@@ -56,6 +56,8 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Policy, ConfigError> {
     let err = |key: &str, msg: String| ConfigError::new(file, key, msg);
 
     validate_dataplane(cfg, file)?;
+    crate::amp::shared_config(file, &cfg.amp)?;
+    let amp_global = crate::amp::compile_global(file, &cfg.amp)?;
 
     let mut b = PolicyBuilder::new();
     b.generation = input.generation;
@@ -66,7 +68,14 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Policy, ConfigError> {
     let mut profile_index = BTreeMap::new();
     for (name, p) in &profiles {
         let key = format!("profiles.{name}");
-        let profile = compile_profile(file, &key, name, p)?;
+        let mut profile = compile_profile(file, &key, name, p)?;
+        profile.amp = crate::amp::compile_settings(
+            file,
+            &format!("{key}.amp"),
+            &p.amp,
+            &amp_global.catalogue,
+            cfg.forward.symmetric,
+        )?;
         profile_index.insert(name.clone(), b.profile(profile));
     }
 
@@ -141,6 +150,7 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Policy, ConfigError> {
     }
 
     b.forward = compile_forward(cfg, file, input.facts)?;
+    b.amp = amp_global;
     Ok(b.build())
 }
 
@@ -266,6 +276,8 @@ fn compile_profile(file: &Path, key: &str, name: &str, p: &ProfileConfig) -> Res
         fragments,
         src_limit: rate("src_limit", &p.src_limit)?,
         dst_limit: rate("dst_limit", &p.dst_limit)?,
+        // Compiled against the catalogue by the caller.
+        amp: dataplane::amp::Settings::default(),
     })
 }
 

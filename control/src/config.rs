@@ -32,6 +32,8 @@ pub struct Config {
     pub prefixes: Vec<PrefixConfig>,
     /// Ordered firewall rules.
     pub rules: Vec<RuleConfig>,
+    /// UDP amplification defence: catalogue and shared tables.
+    pub amp: crate::amp::AmpConfig,
 }
 
 /// Daemon settings.
@@ -386,6 +388,8 @@ pub struct ProfileConfig {
     pub src_limit: Option<RateConfig>,
     /// Budget per destination address.
     pub dst_limit: Option<RateConfig>,
+    /// UDP amplification / reflection defence.
+    pub amp: crate::amp::AmpProfileConfig,
 }
 
 impl Default for ProfileConfig {
@@ -401,6 +405,7 @@ impl Default for ProfileConfig {
             fragment_rate: None,
             src_limit: None,
             dst_limit: None,
+            amp: crate::amp::AmpProfileConfig::default(),
         }
     }
 }

@@ -33,6 +33,20 @@ pub fn stats_json(s: &Stats) -> Value {
     })
 }
 
+/// Per-vector amplification counters, labelled with the catalogue's vector names: vector →
+/// outcome → packets (vectors with no packets left out).
+pub fn amp_json(s: &Stats, catalogue: &dataplane::amp::Catalogue) -> Value {
+    use dataplane::amp::Outcome;
+    let mut m = Map::new();
+    for (i, v) in catalogue.vectors().iter().enumerate() {
+        let row = named(Outcome::ALL, Outcome::name, |o| s.amp.packets_of(i, o), true);
+        if row.as_object().is_some_and(|r| !r.is_empty()) {
+            m.insert(v.name.clone(), row);
+        }
+    }
+    Value::Object(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -454,6 +454,32 @@ pub fn fill_l4_checksum(ip: &mut [u8], l4_at: usize, protocol: u8, src: IpAddr, 
     seg[field..field + 2].copy_from_slice(&c.to_be_bytes());
 }
 
+/// Rewrites the MACs and the DSCP of an untagged IPv4/IPv6 frame built elsewhere (fixing the
+/// IPv4 header checksum), so frames from other builders can carry a generator's marking.
+pub fn remark(frame: &mut [u8], src_mac: [u8; 6], dst_mac: [u8; 6], dscp: u8) {
+    if frame.len() < 14 {
+        return;
+    }
+    frame[0..6].copy_from_slice(&dst_mac);
+    frame[6..12].copy_from_slice(&src_mac);
+    match u16::from_be_bytes([frame[12], frame[13]]) {
+        ETHERTYPE_IPV4 if frame.len() >= 34 => {
+            let hl = (usize::from(frame[14] & 0x0f) * 4).clamp(20, frame.len() - 14);
+            frame[15] = (dscp << 2) | (frame[15] & 0x03);
+            frame[24] = 0;
+            frame[25] = 0;
+            let c = !checksum::data(&frame[14..14 + hl]);
+            frame[24..26].copy_from_slice(&c.to_be_bytes());
+        }
+        ETHERTYPE_IPV6 if frame.len() >= 54 => {
+            let tc = (dscp << 2) | ((frame[15] >> 4) & 0x03);
+            frame[14] = (frame[14] & 0xf0) | (tc >> 4);
+            frame[15] = (frame[15] & 0x0f) | (tc << 4);
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

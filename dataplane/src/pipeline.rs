@@ -19,6 +19,7 @@
 //! is forwarded.
 
 use crate::addr::Addr;
+use crate::amp;
 use crate::filters;
 use crate::forward::{self, ForwardError};
 use crate::frame::Frame;
@@ -109,9 +110,34 @@ impl Lookup {
     }
 }
 
+/// Cross-worker state: one per process, shared by every worker's pipeline. Every field is
+/// lock-free (atomics in fixed-size tables): a fact learned on one queue is honoured on all.
+#[derive(Debug)]
+pub struct Shared {
+    /// Amplification budgets per destination, first-fragment verdicts, recorded requests.
+    pub amp: amp::Shared,
+}
+
+/// Sizes and hash seed of the cross-worker tables.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SharedConfig {
+    /// Amplification tables.
+    pub amp: amp::SharedConfig,
+}
+
+impl Shared {
+    /// Tables sized by `config`, keyed with `seed` (from the OS at start; an attacker must not
+    /// know it, or he could aim collisions).
+    pub fn new(config: SharedConfig, seed: [u64; 4]) -> Shared {
+        Shared { amp: amp::Shared::new(config.amp, seed) }
+    }
+}
+
 /// Per-worker state: everything that survives a policy swap.
 #[derive(Debug)]
 struct State {
+    shared: Arc<Shared>,
+    amp: amp::State,
     config: PipelineConfig,
     generation: u64,
     src_buckets: ClockTable<Addr, TokenBucket>,
@@ -131,10 +157,21 @@ pub struct Pipeline {
     state: State,
 }
 
+/// Seed of the private cross-worker tables `Pipeline::new` creates (tests, benches, `sim`).
+const PRIVATE_SEED: [u64; 4] = [0x5eed_0001, 0x5eed_0002, 0x5eed_0003, 0x5eed_0004];
+
 impl Pipeline {
-    /// A pipeline reading policy from `cell`, with tables sized by `config`.
+    /// A pipeline reading policy from `cell`, with tables sized by `config` and cross-worker
+    /// tables of its own (a single-worker setup: tests, benches, `sim`).
     pub fn new(cell: Arc<PolicyCell>, config: PipelineConfig) -> Pipeline {
+        Pipeline::with_shared(cell, config, Arc::new(Shared::new(SharedConfig::default(), PRIVATE_SEED)))
+    }
+
+    /// A worker's pipeline: its own tables sized by `config`, cross-worker facts in `shared`.
+    pub fn with_shared(cell: Arc<PolicyCell>, config: PipelineConfig, shared: Arc<Shared>) -> Pipeline {
         let state = State {
+            shared,
+            amp: amp::State::new(),
             config,
             generation: u64::MAX,
             src_buckets: ClockTable::new(config.src_buckets),
@@ -209,6 +246,9 @@ impl State {
         self.stats.tables[Table::DstBuckets.index()] = self.dst_buckets.stats();
         self.stats.tables[Table::FragBuckets.index()] = self.frag_buckets.stats();
         self.stats.tables[Table::ReplyBuckets.index()] = self.replies.table_stats();
+        for (table, stats) in self.amp.table_stats() {
+            self.stats.tables[table.index()] = stats;
+        }
     }
 
     #[inline]
@@ -234,7 +274,7 @@ impl State {
             self.stats.event(Event::BypassForward);
             return self.egress(policy, Some(prefix), now, &info, frame);
         }
-        match self.inspect(policy, profile, now, &info, lookup) {
+        match self.inspect(policy, profile, now, &info, lookup, frame.data()) {
             Check::Clean => {}
             Check::Reject(reason) => {
                 if profile.mode == Mode::Mitigate {
@@ -263,7 +303,41 @@ impl State {
 
     /// Steps 3–6 of the module docs.
     #[inline]
-    fn inspect(&mut self, policy: &Policy, profile: &Profile, now: Now, info: &PacketInfo, lookup: &Lookup) -> Check {
+    fn inspect(
+        &mut self,
+        policy: &Policy,
+        profile: &Profile,
+        now: Now,
+        info: &PacketInfo,
+        lookup: &Lookup,
+        frame: &[u8],
+    ) -> Check {
+        match self.checks(policy, profile, now, info, lookup) {
+            Check::Clean if lookup.allowed => Check::Clean,
+            Check::Clean => {
+                self.amp.inspect(&self.shared.amp, &policy.amp, &profile.amp, now, info, frame, &mut self.stats)
+            }
+            Check::Reject(reason) => {
+                // Later fragments carry no ports for the checks to match: make them follow.
+                if info.fragment == Fragment::First {
+                    self.amp.first_fragment_rejected(
+                        &self.shared.amp,
+                        &policy.amp,
+                        &profile.amp,
+                        now,
+                        info,
+                        &mut self.stats,
+                    );
+                }
+                Check::Reject(reason)
+            }
+            Check::Replied => Check::Replied,
+        }
+    }
+
+    /// Steps 3–5 of the module docs: filters, lists, rules and budgets.
+    #[inline]
+    fn checks(&mut self, policy: &Policy, profile: &Profile, now: Now, info: &PacketInfo, lookup: &Lookup) -> Check {
         if let Some(reason) = filters::check(policy, &profile.filters, info) {
             return Check::Reject(reason);
         }
@@ -271,7 +345,12 @@ impl State {
             self.stats.event(Event::AllowListHit);
             return Check::Clean;
         }
-        if info.fragment != Fragment::None {
+        // Later fragments follow their datagram's first fragment in the amplification defence
+        // (a per-worker budget would cut datagrams in half); the coarse policy still drops all.
+        let coarse = info.fragment == Fragment::First
+            || (info.fragment == Fragment::NonFirst
+                && (!profile.amp.enabled || profile.fragments == FragmentPolicy::Drop));
+        if coarse {
             match profile.fragments {
                 FragmentPolicy::Allow => {}
                 FragmentPolicy::Drop => return Check::Reject(DropReason::Fragment),

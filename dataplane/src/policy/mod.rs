@@ -109,6 +109,8 @@ pub struct Profile {
     pub src_limit: Option<Rate>,
     /// Budget per destination address.
     pub dst_limit: Option<Rate>,
+    /// UDP amplification / reflection defence.
+    pub amp: crate::amp::Settings,
 }
 
 impl Profile {
@@ -121,6 +123,7 @@ impl Profile {
             fragments: FragmentPolicy::Allow,
             src_limit: None,
             dst_limit: None,
+            amp: crate::amp::Settings::default(),
         }
     }
 }
@@ -194,6 +197,8 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// Forwarding parameters.
     pub forward: ForwardSettings,
+    /// Reflection catalogue and amplification table timeouts.
+    pub amp: crate::amp::Global,
     dst_v4: LpmMap<u32, DstClass>,
     dst_v6: LpmMap<u128, DstClass>,
     allow_v4: LpmMap<u32, u64>,
@@ -314,6 +319,8 @@ pub struct PolicyBuilder {
     pub rules: Vec<Rule>,
     /// Forwarding parameters.
     pub forward: ForwardSettings,
+    /// Reflection catalogue and amplification table timeouts.
+    pub amp: crate::amp::Global,
 }
 
 /// Entries of both families, ready for `LpmMap::build`.
@@ -377,6 +384,7 @@ impl PolicyBuilder {
             unprotected: self.unprotected,
             rules: self.rules,
             forward: self.forward,
+            amp: self.amp,
             dst_v4: LpmMap::build(dst_v4),
             dst_v6: LpmMap::build(dst_v6),
             allow_v4: LpmMap::build(allow_v4),

@@ -281,6 +281,7 @@ fn stats(d: &Daemon) -> Value {
         "replied": total.packets_of(VerdictKind::Reply),
         "dropped_total": total.packets_of(VerdictKind::Drop),
         "totals": stats_json(&total),
+        "amp": control::report::amp_json(&total, &d.cell.load().amp.catalogue),
         "workers": workers,
         "xdp": xdp,
         "cpu_ns": cpu_ns,

@@ -222,6 +222,10 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
         batch: d.batch as usize,
     };
     let n_workers = d.queues.len() as u32;
+    let shared_config = dataplane::pipeline::SharedConfig {
+        amp: control::amp::shared_config(path, &config.amp).map_err(|e| StartError(e.to_string()))?,
+    };
+    let shared = Arc::new(dataplane::pipeline::Shared::new(shared_config, system::random_seed()?));
     let mut workers = Vec::new();
     let mut handles = Vec::new();
     for (i, q) in d.queues.iter().enumerate() {
@@ -230,8 +234,8 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
             .map_err(|e| StartError(e.to_string()))?;
         let prog = programs.iter().find(|p| p.ifname() == q.interface).expect("a program per ingress interface");
         prog.insert_socket(q.queue, io.ingress_fd()).map_err(|e| StartError(e.to_string()))?;
-        let shared = Arc::new(WorkerShared::default());
-        let pipeline = Pipeline::new(cell.clone(), pipeline_config(&config, n_workers));
+        let shared_worker = Arc::new(WorkerShared::default());
+        let pipeline = Pipeline::with_shared(cell.clone(), pipeline_config(&config, n_workers), shared.clone());
         info!(
             interface = q.interface,
             queue = q.queue,
@@ -246,7 +250,7 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
             core: q.core,
             egress: egress_pair,
             zero_copy: io.zero_copy(),
-            shared: shared.clone(),
+            shared: shared_worker.clone(),
         });
         let core = q.core;
         let name = format!("w-{}-{}", q.interface, q.queue);
@@ -258,7 +262,7 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
                 {
                     warn!(core = c, "could not pin the worker");
                 }
-                worker::run(io, pipeline, shared, now);
+                worker::run(io, pipeline, shared_worker, now);
             })
             .map_err(|e| StartError(format!("cannot start a worker thread: {e}")))?;
         handles.push(handle);

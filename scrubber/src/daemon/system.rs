@@ -109,3 +109,17 @@ pub fn resolve_neighbour(ip: IpAddr, wait: Duration) -> Result<[u8; 6], StartErr
     }
     Err(StartError(format!("next hop {ip} did not resolve to a MAC within {wait:?} (set forward.next_hop_mac)")))
 }
+
+/// 256 bits from the kernel's random source (table hash keys an attacker must not know).
+pub fn random_seed() -> Result<[u64; 4], StartError> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| StartError(format!("cannot read /dev/urandom: {e}")))?;
+    let mut seed = [0u64; 4];
+    for (s, chunk) in seed.iter_mut().zip(bytes.chunks_exact(8)) {
+        *s = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+    }
+    Ok(seed)
+}

@@ -65,6 +65,9 @@ pub struct GenArgs {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// udp-amp: send only this vector's responses (a catalogue name, e.g. stun).
+    #[arg(long)]
+    pub vector: Option<String>,
     /// Allow addresses outside the benchmarking ranges.
     #[arg(long)]
     pub any_range: bool,
@@ -110,6 +113,13 @@ fn generate(a: &GenArgs) -> Result<(), String> {
     } else {
         control::compile::parse_mac(&a.dst_mac).ok_or("--dst-mac is not a MAC address")?
     };
+    let vector = match &a.vector {
+        Some(name) => Some(
+            dataplane::amp::samples::attack(name)
+                .ok_or_else(|| format!("--vector: no sample named `{name}` in the reflection catalogue"))?,
+        ),
+        None => None,
+    };
     let spec = Spec {
         profile: a.profile,
         src,
@@ -118,9 +128,13 @@ fn generate(a: &GenArgs) -> Result<(), String> {
         size: a.size,
         dscp: a.dscp,
         macs: (src_mac, dst_mac),
+        vector,
     };
     let mut rng = Rng::new(a.seed);
-    let pool: Vec<Vec<u8>> = (0..a.flows.max(1)).map(|_| profiles::frame(&spec, &mut rng)).collect();
+    let mut pool: Vec<Vec<u8>> = Vec::with_capacity(a.flows.max(1));
+    while pool.len() < a.flows.max(1) {
+        pool.extend(profiles::frames(&spec, &mut rng));
+    }
 
     let frames = (a.flows.max(1) as u32).next_power_of_two().clamp(4096, 1 << 16);
     let settings =

@@ -3,7 +3,8 @@
 //! marker (DSCP, set by the caller) so the origin can count what got through.
 
 use dataplane::Cidr;
-use dataplane::build::Packet;
+use dataplane::amp::samples;
+use dataplane::build::{Packet, remark};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Traffic profiles.
@@ -13,7 +14,7 @@ pub enum Profile {
     Udp,
     /// TCP SYNs from spoofed sources and ports (random ISN).
     SynFlood,
-    /// Reflection responses: DNS, NTP mode 7, SSDP, memcached, CLDAP, CharGEN.
+    /// Reflection responses of the amplification catalogue's vectors (fragmented when large).
     UdpAmp,
     /// Clean-looking TCP ACKs and UDP from many sources.
     LegitMix,
@@ -74,58 +75,13 @@ pub struct Spec {
     pub dscp: u8,
     /// Source and destination MACs.
     pub macs: ([u8; 6], [u8; 6]),
+    /// For `udp-amp`: one vector only (its attack sample), instead of the mix.
+    pub vector: Option<&'static samples::Spec>,
 }
 
-fn amp_payload(kind: u64, rng: &mut Rng) -> (u16, Vec<u8>) {
-    match kind % 6 {
-        0 => {
-            // DNS response (QR=1, RD, RA) answering ANY with a large answer section.
-            let mut p = vec![(rng.next() >> 8) as u8, rng.next() as u8, 0x81, 0x80, 0, 1, 0, 20, 0, 0, 0, 0];
-            p.extend_from_slice(b"\x07example\x03com\x00\x00\xff\x00\x01");
-            for _ in 0..20 {
-                p.extend_from_slice(&[0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 0x0e, 0x10, 0, 60]);
-                p.extend_from_slice(&[b'x'; 60]);
-            }
-            (53, p)
-        }
-        1 => {
-            // NTP mode 7 MON_GETLIST_1 response: response bit, version 2, mode 7, implementation 3, request 42.
-            let mut p = vec![0x97, 0x00, 0x03, 0x2a, 0x00, 0x06, 0x00, 0x48];
-            p.extend(std::iter::repeat_n(0u8, 6 * 72));
-            (123, p)
-        }
-        2 => (
-            1900,
-            b"HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=1800\r\nEXT:\r\nLOCATION: http://198.18.7.7:80/desc.xml\r\nSERVER: lab/1.0 UPnP/1.0\r\nST: upnp:rootdevice\r\nUSN: uuid:1::upnp:rootdevice\r\n\r\n".to_vec(),
-        ),
-        3 => {
-            // memcached UDP frame header (request id, sequence 0, 1 datagram, reserved) + VALUE.
-            let mut p = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0];
-            p.extend_from_slice(b"VALUE k 0 1000\r\n");
-            p.extend(std::iter::repeat_n(b'v', 1000));
-            p.extend_from_slice(b"\r\nEND\r\n");
-            (11211, p)
-        }
-        4 => {
-            // CLDAP searchResEntry: LDAPMessage SEQUENCE, messageID 1, [APPLICATION 4].
-            let mut p = vec![0x30, 0x84, 0, 0, 0x01, 0x80, 0x02, 0x01, 0x01, 0x64, 0x84, 0, 0, 0x01, 0x77];
-            p.extend(std::iter::repeat_n(0x04u8, 380));
-            (389, p)
-        }
-        _ => {
-            let line: Vec<u8> = (0..74).map(|i| b'!' + ((i + (rng.next() % 95) as usize) % 95) as u8).collect();
-            let mut p = Vec::new();
-            for _ in 0..13 {
-                p.extend_from_slice(&line);
-                p.extend_from_slice(b"\r\n");
-            }
-            (19, p)
-        }
-    }
-}
-
-/// Frame number `i` of the pool (its source, ports and payload drawn from `rng`).
-pub fn frame(spec: &Spec, rng: &mut Rng) -> Vec<u8> {
+/// The frames of the next datagram of the pool (one frame, or several fragments), with source,
+/// ports and payload drawn from `rng`.
+pub fn frames(spec: &Spec, rng: &mut Rng) -> Vec<Vec<u8>> {
     let src = address_in(spec.src, rng);
     let sport = 1024 + (rng.next() % 64000) as u16;
     let p = match spec.profile {
@@ -139,8 +95,16 @@ pub fn frame(spec: &Spec, rng: &mut Rng) -> Vec<u8> {
             .seq_ack(rng.next() as u32, 0)
             .tcp_options(&[2, 4, 0x05, 0xb4, 4, 2, 1, 1]),
         Profile::UdpAmp => {
-            let (port, payload) = amp_payload(rng.next(), rng);
-            Packet::udp(src, port, spec.dst, sport).payload(&payload)
+            let sample = match spec.vector {
+                Some(v) => v,
+                None => samples::pick(rng.next()),
+            };
+            let payload = sample.payload(rng.next());
+            let mut out = samples::frames(src, sample.src_port, spec.dst, sport, &payload, rng.next() as u16, 1500);
+            for f in &mut out {
+                remark(f, spec.macs.0, spec.macs.1, spec.dscp);
+            }
+            return out;
         }
         Profile::LegitMix => {
             if rng.next().is_multiple_of(2) {
@@ -150,7 +114,7 @@ pub fn frame(spec: &Spec, rng: &mut Rng) -> Vec<u8> {
             }
         }
     };
-    p.macs(spec.macs.0, spec.macs.1).dscp(spec.dscp).build()
+    vec![p.macs(spec.macs.0, spec.macs.1).dscp(spec.dscp).build()]
 }
 
 #[cfg(test)]
@@ -167,6 +131,7 @@ mod tests {
             size: 64,
             dscp: 8,
             macs: ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]),
+            vector: None,
         }
     }
 
@@ -176,8 +141,7 @@ mod tests {
         for profile in [Profile::Udp, Profile::SynFlood, Profile::UdpAmp, Profile::LegitMix] {
             for (src, dst) in [("198.18.1.0/24", "198.18.100.10"), ("2001:2:0:1::/64", "2001:2:0:100::10")] {
                 let s = spec(profile, src, dst);
-                for _ in 0..50 {
-                    let f = frame(&s, &mut rng);
+                for f in (0..50).flat_map(|_| frames(&s, &mut rng)) {
                     let info = parse(&f).unwrap().unwrap();
                     assert!(s.src.contains(info.src), "{profile:?} source {} outside {src}", info.src);
                     assert_eq!(info.dst.to_ip(), s.dst);
@@ -193,6 +157,6 @@ mod tests {
         let mut rng = Rng::new(1);
         let mut s = spec(Profile::Udp, "198.18.1.0/24", "198.18.100.10");
         s.size = 128;
-        assert_eq!(frame(&s, &mut rng).len(), 128);
+        assert_eq!(frames(&s, &mut rng)[0].len(), 128);
     }
 }
