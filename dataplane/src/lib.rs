@@ -25,6 +25,7 @@ pub mod ratelimit;
 pub mod reply;
 pub mod stats;
 pub mod table;
+pub mod topk;
 pub mod verdict;
 pub mod wire;
 pub mod worker;

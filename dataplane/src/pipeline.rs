@@ -32,6 +32,7 @@ use crate::ratelimit::{Rate, TokenBucket};
 use crate::reply::{self, ReplyBudget};
 use crate::stats::{Event, Stats, Table};
 use crate::table::ClockTable;
+use crate::topk::TopTalkers;
 use crate::verdict::{Check, DropReason, Verdict};
 use hashbrown::HashMap;
 use std::sync::Arc;
@@ -148,6 +149,7 @@ struct State {
     replies: ReplyBudget,
     lookups: Vec<Lookup>,
     stats: Stats,
+    talkers: TopTalkers,
 }
 
 /// The per-worker pipeline. See the module docs.
@@ -181,6 +183,7 @@ impl Pipeline {
             replies: ReplyBudget::new(&config),
             lookups: vec![Lookup::EMPTY; MAX_BATCH],
             stats: Stats::default(),
+            talkers: TopTalkers::default(),
         };
         Pipeline { cell, state }
     }
@@ -203,6 +206,9 @@ impl Pipeline {
                 let lookup = state.lookups[i];
                 let v = state.decide(&policy, now, frame, &lookup);
                 state.stats.verdict(v, len);
+                if let (Verdict::Drop(reason), Ok(Some(info))) = (v, lookup.parsed) {
+                    state.talkers.drop_seen(reason, info.src, info.dst);
+                }
                 *verdict = v;
             }
         }
@@ -220,6 +226,11 @@ impl Pipeline {
     pub fn stats(&mut self) -> &Stats {
         self.state.refresh_table_stats();
         &self.state.stats
+    }
+
+    /// Top dropped sources and destinations per reason (sampled).
+    pub fn talkers(&self) -> &TopTalkers {
+        &self.state.talkers
     }
 
     /// The policy cell this pipeline reads.

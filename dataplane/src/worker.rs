@@ -45,6 +45,8 @@ pub struct WorkerReport {
     pub busy_passes: u64,
     /// Loop passes that received nothing.
     pub idle_passes: u64,
+    /// Top dropped sources and destinations per reason.
+    pub talkers: crate::topk::TopTalkers,
 }
 
 /// Buckets of the batch-size histogram.
@@ -149,6 +151,7 @@ fn publish(
     now_ns: u64,
 ) {
     if let Ok(mut report) = shared.report.try_lock() {
+        report.talkers.clone_from(pipeline.talkers());
         report.batch_sizes = activity.batch_sizes;
         report.busy_passes = activity.busy_passes;
         report.idle_passes = activity.idle_passes;

@@ -46,6 +46,12 @@ enum Cmd {
     /// Firewall rules.
     #[command(subcommand)]
     Rule(RuleCmd),
+    /// Refresh rates per verdict and drop reason and the top talkers every second.
+    Top {
+        /// Stop after this many refreshes (default: until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Forward everything unchecked (on) or scrub again (off).
     Bypass {
         /// on or off.
@@ -193,8 +199,56 @@ fn list_cmd(list: &str, cmd: ListCmd) -> (&'static str, Value) {
     }
 }
 
+fn print_top(r: &Value) {
+    let rates = &r["rates"]["last_second"];
+    println!("scrubber top — received {}  forwarded {}  dropped {}", r["rx"], r["forwarded"], r["dropped_total"]);
+    if let Some(p) = rates["packets"].as_object() {
+        let line: Vec<String> = p.iter().map(|(k, v)| format!("{k} {:.0}/s", v.as_f64().unwrap_or(0.0))).collect();
+        println!("last second: {}", line.join("  "));
+    }
+    println!("\n{:<28} {:>12}  top sources (sampled packets)", "drop reason", "pkts/s");
+    let mut reasons: Vec<(&String, f64)> = rates["dropped"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k, v.as_f64().unwrap_or(0.0))).collect())
+        .unwrap_or_default();
+    reasons.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (reason, pps) in reasons {
+        let sources: Vec<String> = r["top"][reason.as_str()]["sources"]
+            .as_array()
+            .map(|a| {
+                a.iter().take(3).map(|h| format!("{} ({})", h["addr"].as_str().unwrap_or(""), h["packets"])).collect()
+            })
+            .unwrap_or_default();
+        println!("{reason:<28} {pps:>12.0}  {}", sources.join(", "));
+    }
+}
+
+fn top(socket: &std::path::Path, count: Option<u64>) -> ExitCode {
+    let mut n = 0u64;
+    loop {
+        match ctl::request(socket, "stats", json!({})) {
+            Ok(r) => {
+                print!("\x1b[2J\x1b[H");
+                print_top(&r);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        n += 1;
+        if count.is_some_and(|c| n >= c) {
+            return ExitCode::SUCCESS;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Top { count } = cli.command {
+        return top(&cli.socket, count);
+    }
     let (cmd, args) = match cli.command {
         Cmd::Status => ("status", json!({})),
         Cmd::Stats => ("stats", json!({})),
@@ -228,6 +282,7 @@ fn main() -> ExitCode {
         Cmd::Rule(RuleCmd::Del { id }) => ("rule_del", json!({"id": id})),
         Cmd::Rule(RuleCmd::List) => ("rule_list", json!({})),
         Cmd::Bypass { state } => ("bypass", json!({"on": state == "on"})),
+        Cmd::Top { .. } => unreachable!("handled above"),
     };
     match ctl::request(&cli.socket, cmd, args) {
         Ok(result) => {

@@ -237,6 +237,7 @@ fn health(d: &Daemon) -> Value {
 
 fn stats(d: &Daemon) -> Value {
     let mut total = Stats::default();
+    let mut talkers = dataplane::topk::TopTalkers::default();
     let mut workers = Vec::new();
     let mut cpu_ns = 0u64;
     let mut rx = 0u64;
@@ -246,6 +247,7 @@ fn stats(d: &Daemon) -> Value {
             Err(poisoned) => poisoned.into_inner().clone(),
         };
         total.add(&report.stats);
+        talkers.merge(&report.talkers);
         cpu_ns += report.cpu_ns;
         rx += report.io.rx;
         let (ing, eg) = report.rings;
@@ -275,7 +277,22 @@ fn stats(d: &Daemon) -> Value {
         })
         .collect();
     let processed = total.total_packets();
+    let hitters = |v: Vec<dataplane::topk::Hitter>| {
+        v.iter().map(|h| json!({"addr": h.addr.to_string(), "packets": h.count, "error": h.error})).collect::<Vec<_>>()
+    };
+    let top: serde_json::Map<String, Value> = dataplane::verdict::DropReason::ALL
+        .iter()
+        .filter(|r| total.drops_of(**r) > 0)
+        .map(|r| {
+            (
+                r.name().to_string(),
+                json!({"sources": hitters(talkers.top_sources(*r, 5)), "destinations": hitters(talkers.top_destinations(*r, 5))}),
+            )
+        })
+        .collect();
     json!({
+        "top": top,
+        "rates": d.rates.json(),
         "rx": rx,
         "forwarded": total.packets_of(VerdictKind::Forward),
         "replied": total.packets_of(VerdictKind::Reply),

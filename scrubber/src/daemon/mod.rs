@@ -11,6 +11,7 @@
 mod commands;
 mod control_socket;
 mod metrics;
+pub mod rates;
 pub mod system;
 
 use control::config::{AttachMode as CfgAttach, BindMode as CfgBind, FailMode, ForwardModeConfig, LogFormat};
@@ -67,9 +68,23 @@ pub struct Daemon {
     pub policy: Mutex<PolicyState>,
     /// The appliance's own addresses (kept in the XDP maps as local).
     pub own: Vec<dataplane::Addr>,
+    /// Counter history for rates.
+    pub rates: rates::Rates,
 }
 
 impl Daemon {
+    /// Sum of what every worker last published.
+    pub fn total_stats(&self) -> dataplane::stats::Stats {
+        let mut total = dataplane::stats::Stats::default();
+        for w in &self.workers {
+            match w.shared.report.lock() {
+                Ok(r) => total.add(&r.stats),
+                Err(p) => total.add(&p.into_inner().stats),
+            }
+        }
+        total
+    }
+
     /// Publishes a compiled snapshot: XDP maps first (so newly protected prefixes are steered as
     /// soon as workers know them), then the workers' cell (taken at their next batch boundary).
     pub fn publish(&self, policy: Policy) -> Result<u64, String> {
@@ -277,6 +292,7 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
         started: Instant::now(),
         policy: Mutex::new(state),
         own,
+        rates: rates::Rates::default(),
     });
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -287,8 +303,23 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
     let metrics = metrics::MetricsServer::start(&daemon).map_err(|e| StartError(e.to_string()))?;
     info!(socket = %daemon.config.daemon.control_socket.display(), workers = daemon.workers.len(), "scrubbing");
 
+    // Housekeeping: counter history for rates (every second), expiry of runtime list entries.
+    let mut last_tick = Instant::now() - Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            last_tick = Instant::now();
+            daemon.rates.sample(&daemon.total_stats());
+            let expired = daemon.policy.lock().ok().and_then(|mut s| s.expire(now().mono_ns));
+            match expired {
+                Some(Ok(policy)) => match daemon.publish(policy) {
+                    Ok(g) => info!(generation = g, "runtime list entries expired"),
+                    Err(e) => warn!("publishing after expiry: {e}"),
+                },
+                Some(Err(e)) => warn!("expiring runtime entries: {e}"),
+                None => {}
+            }
+        }
     }
     info!("stopping");
     server.stop();
