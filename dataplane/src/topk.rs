@@ -118,7 +118,7 @@ impl TopTalkers {
 
 fn top(s: &Summary, n: usize) -> Vec<Hitter> {
     let mut v = s.slots[..s.used].to_vec();
-    v.sort_by(|a, b| b.count.cmp(&a.count));
+    v.sort_by_key(|h| std::cmp::Reverse(h.count));
     v.truncate(n);
     v
 }
