@@ -44,7 +44,7 @@ struct Input {
 }
 
 fn source(rng: &mut SplitMix) -> IpAddr {
-    if rng.next_u64() % 4 == 0 {
+    if rng.next_u64().is_multiple_of(4) {
         IpAddr::V4(Ipv4Addr::from(0xc612_0000 | (rng.next_u64() as u32 & 0x1_ffff)))
     } else {
         IpAddr::V6(Ipv6Addr::from(
