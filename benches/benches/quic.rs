@@ -12,7 +12,8 @@
 //!   ClientHello reassembly and parse with the JA4-style fingerprint, replay record, flow insert.
 //!   The flow TTL is 0 so that every pass over the pool sees new flows.
 //! - `full_initial_batched`: the same, with `prefetch` called for the 64 frames of a batch
-//!   before they are inspected (the pipeline's lookup pass), so flow-table misses overlap.
+//!   before they are inspected (the pipeline's lookup pass), so flow- and replay-table misses
+//!   overlap.
 //! - `full_initial_hot`: the same on 64 frames that stay in cache (still a new flow and a new
 //!   key derivation each time): the compute cost without memory latency.
 //! - `full_initial_no_fingerprint`: `full_initial` with fingerprinting off.
@@ -22,6 +23,12 @@
 //! - `reject_short_datagram`: a valid Initial in a 300-byte datagram (`quic_short_datagram`).
 //! - `reject_unadmitted_short_header`: short-header junk of unknown flows (`quic_unadmitted_short`:
 //!   one flow-table miss).
+//!
+//! Measured on the 2-core development VM (SHA-NI, VAES), on-CPU time per packet while other
+//! builds shared the machine: full first Initial 1.9–2.0 µs from the 20 MB pool, 1.65 µs with
+//! the batch prefetch, 1.25 µs hot (1.05 µs without the fingerprint); of that, key derivation
+//! 0.52 µs (14 SHA-256 compressions, the fewest HKDF allows) and header protection + AEAD over
+//! 1200 bytes 0.30 µs. Structural rejections 16–37 ns.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::Now;
@@ -146,7 +153,8 @@ fn run_batched(c: &mut Criterion, name: &str, input: &Input, env: &mut Env) {
         b.iter(|| {
             let n = input.frames.len();
             for k in 0..PER_ITER {
-                env.state.prefetch(&env.settings, &input.infos[(start + k) % n]);
+                let j = (start + k) % n;
+                env.state.prefetch(&env.shared, &env.settings, &input.infos[j], &input.frames[j]);
             }
             for k in 0..PER_ITER {
                 let i = (start + k) % n;

@@ -360,14 +360,23 @@ pub fn compile_profile(file: &Path, key: &str, c: &QuicProfileConfig) -> Result<
     })
 }
 
-/// The worker sizing for `workers` workers.
-pub fn state_config(compiled: &CompiledGlobal, workers: u32) -> StateConfig {
-    StateConfig { workers: workers.max(1), ..compiled.state }
+/// The worker sizing for `workers` workers, from a validated `[quic]` section (call
+/// `compile_global` first; this one cannot fail, so `pipeline_config` can use it).
+pub fn state_config(c: &QuicGlobalConfig, workers: u32) -> StateConfig {
+    StateConfig {
+        workers: workers.max(1),
+        flows: c.flows.max(1),
+        src_buckets: c.src_buckets.max(1),
+        dst_buckets: c.dst_buckets.max(1),
+        pending: c.pending.max(1),
+        max_client_hello: c.max_client_hello.clamp(512, 65_536),
+        summaries: c.summaries,
+    }
 }
 
-/// The shared state, keyed with a secret the daemon draws at start.
-pub fn shared(compiled: &CompiledGlobal, secret: [u8; 16]) -> Shared {
-    Shared::new(compiled.replay_slots, secret)
+/// The shared state the daemon creates once, keyed with 16 random bytes drawn at start.
+pub fn shared(c: &QuicGlobalConfig, secret: [u8; 16]) -> Shared {
+    Shared::new(c.replay_slots.max(1), secret)
 }
 
 #[cfg(test)]
@@ -396,8 +405,9 @@ mod tests {
         assert_eq!(g.state, StateConfig::default());
         let s = compile_profile(file(), "profiles.x.quic", &QuicProfileConfig::default()).unwrap();
         assert_eq!(s, Settings::default());
-        assert_eq!(state_config(&g, 4).workers, 4);
-        assert_eq!(shared(&g, [0; 16]).replay.capacity(), Shared::DEFAULT_REPLAY_SLOTS);
+        let c = QuicGlobalConfig::default();
+        assert_eq!(state_config(&c, 4), StateConfig { workers: 4, ..g.state });
+        assert_eq!(shared(&c, [0; 16]).replay.capacity(), Shared::DEFAULT_REPLAY_SLOTS);
     }
 
     #[test]

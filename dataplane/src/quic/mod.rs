@@ -358,13 +358,21 @@ impl State {
         self.flows.peek(key).map(|f| f.state)
     }
 
-    /// Touches the flow-table entry `inspect` will look up for this frame, so that calling this
-    /// for every frame of a batch before deciding any of them overlaps the cache misses of
-    /// independent frames (the pipeline's first pass). Optional: it changes no state.
+    /// Touches the flow-table entry (and, for an Initial, the replay-table slot) that `inspect`
+    /// will read for this frame, so that calling this for every frame of a batch before
+    /// deciding any of them overlaps the cache misses of independent frames (the pipeline's
+    /// lookup pass). Optional: it changes no state. `frame` is the whole frame's bytes.
     #[inline]
-    pub fn prefetch(&self, settings: &Settings, info: &PacketInfo) {
-        if settings.enabled && info.protocol == proto::UDP && settings.is_quic_port(info.dst_port) {
-            core::hint::black_box(self.flows.peek(&FlowKey::of(info)));
+    pub fn prefetch(&self, shared: &Shared, settings: &Settings, info: &PacketInfo, frame: &[u8]) {
+        if !settings.enabled || info.protocol != proto::UDP || !settings.is_quic_port(info.dst_port) {
+            return;
+        }
+        core::hint::black_box(self.flows.peek(&FlowKey::of(info)));
+        let start = usize::from(info.payload_offset);
+        let dgram = frame.get(start..start + usize::from(info.payload_len)).unwrap_or(&[]);
+        if dgram.len() >= MIN_INITIAL_DATAGRAM && dgram[0] & FORM_LONG != 0 {
+            let dcid_len = usize::from(dgram[5]).min(MAX_CID_LEN);
+            shared.replay.touch(shared.replay.hash_dcid(&dgram[6..6 + dcid_len]));
         }
     }
 

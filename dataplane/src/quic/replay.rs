@@ -109,6 +109,12 @@ impl ReplayTable {
         w & bit == 0 && (w & BITMAP_MASK).count_ones() >= limit
     }
 
+    /// Reads the slot of `dcid_hash` (to bring it into cache ahead of use).
+    #[inline]
+    pub fn touch(&self, dcid_hash: u64) {
+        core::hint::black_box(self.slots[(dcid_hash as usize) & self.mask].load(Ordering::Relaxed));
+    }
+
     /// Records a sighting of `dcid_hash` from `tuple_hash` at `now_ns`.
     pub fn record(&self, dcid_hash: u64, tuple_hash: u64, now_ns: u64, ttl_ns: u64) -> Sighting {
         let (slot, tag, bit) = self.parts(dcid_hash, tuple_hash);
