@@ -37,7 +37,7 @@ use dataplane::parse::{PacketInfo, parse};
 use dataplane::quic::craft::{self, Kind, SplitMix};
 use dataplane::quic::initial;
 use dataplane::quic::keys::{KeySchedule, Version};
-use dataplane::quic::{Global, Settings, Shared, State, StateConfig};
+use dataplane::quic::{Global, Settings, Shared, SharedConfig, State, StateConfig};
 use dataplane::stats::Stats;
 use dataplane::verdict::Check;
 use std::hint::black_box;
@@ -99,7 +99,7 @@ struct Env {
 fn env() -> Env {
     Env {
         state: State::new(StateConfig { flows: 1 << 16, ..StateConfig::default() }),
-        shared: Shared::new(Shared::DEFAULT_REPLAY_SLOTS, [7; 16]),
+        shared: Shared::new(SharedConfig::default(), [7; 4]),
         global: Global { flow_ttl_ns: 0, decrypt_budget_pps: 0, replay_limit: 32, ..Global::default() },
         settings: Settings { enabled: true, src_initial_rate: None, dst_initial_rate: None, ..Settings::default() },
         stats: Stats::default(),

@@ -34,8 +34,8 @@
 
 use crate::error::ConfigError;
 use dataplane::quic::{
-    FingerprintPattern, Gating, Global, HelloAction, HelloRule, Settings, Shared, SniPattern, StateConfig,
-    UnknownVersion,
+    FingerprintPattern, Gating, Global, HelloAction, HelloRule, Settings, Shared, SharedConfig, SniPattern,
+    StateConfig, UnknownVersion,
 };
 use dataplane::ratelimit::Rate;
 use serde::{Deserialize, Serialize};
@@ -374,9 +374,9 @@ pub fn state_config(c: &QuicGlobalConfig, workers: u32) -> StateConfig {
     }
 }
 
-/// The shared state the daemon creates once, keyed with 16 random bytes drawn at start.
-pub fn shared(c: &QuicGlobalConfig, secret: [u8; 16]) -> Shared {
-    Shared::new(c.replay_slots.max(1), secret)
+/// Sizes of the shared tables the daemon creates once (`dataplane::quic::Shared::new`).
+pub fn shared_config(c: &QuicGlobalConfig) -> SharedConfig {
+    SharedConfig { replay_slots: c.replay_slots.clamp(1, 1 << 26) }
 }
 
 #[cfg(test)]
@@ -407,7 +407,7 @@ mod tests {
         assert_eq!(s, Settings::default());
         let c = QuicGlobalConfig::default();
         assert_eq!(state_config(&c, 4), StateConfig { workers: 4, ..g.state });
-        assert_eq!(shared(&c, [0; 16]).replay.capacity(), Shared::DEFAULT_REPLAY_SLOTS);
+        assert_eq!(Shared::new(shared_config(&c), [0; 4]).replay.capacity(), Shared::DEFAULT_REPLAY_SLOTS);
     }
 
     #[test]

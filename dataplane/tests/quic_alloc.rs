@@ -7,7 +7,7 @@ use dataplane::build::Packet;
 use dataplane::parse::parse;
 use dataplane::quic::craft::{self, HelloSpec, InitialSpec, Kind, client_hello, client_initials};
 use dataplane::quic::keys::KeySchedule;
-use dataplane::quic::{Global, Settings, Shared, State, StateConfig};
+use dataplane::quic::{Global, Settings, Shared, SharedConfig, State, StateConfig};
 use dataplane::stats::{Event, Stats};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,7 +61,7 @@ fn no_allocation_per_packet() {
     }
     let infos: Vec<_> = frames.iter().map(|f| parse(f).unwrap().unwrap()).collect();
     let mut state = State::new(StateConfig { flows: 256, pending: 16, summaries: 64, ..StateConfig::default() });
-    let shared = Shared::new(1 << 12, [5; 16]);
+    let shared = Shared::new(SharedConfig { replay_slots: 1 << 12 }, [5; 4]);
     let global = Global { replay_limit: 2, ..Global::default() };
     let settings = Settings {
         enabled: true,

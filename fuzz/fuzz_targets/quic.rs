@@ -20,7 +20,7 @@ use dataplane::quic::craft::{InitialSpec, seal_initial};
 use dataplane::quic::flows::{FlowKey, FlowState};
 use dataplane::quic::frames::{self, Frames};
 use dataplane::quic::keys::{KeySchedule, Version};
-use dataplane::quic::{Global, Settings, Shared, State, StateConfig};
+use dataplane::quic::{Global, Settings, Shared, SharedConfig, State, StateConfig};
 use dataplane::stats::Stats;
 use dataplane::verdict::Check;
 use dataplane::wire::quic::Packet as LongHeader;
@@ -41,7 +41,7 @@ struct Env {
 thread_local! {
     static ENV: RefCell<Env> = RefCell::new(Env {
         state: State::new(StateConfig { flows: 256, pending: 4, summaries: 16, ..StateConfig::default() }),
-        shared: Shared::new(1 << 10, [1; 16]),
+        shared: Shared::new(SharedConfig { replay_slots: 1 << 10 }, [1; 4]),
         global: Global { max_hello_packets: 2, ..Global::default() },
         settings: Settings {
             enabled: true,

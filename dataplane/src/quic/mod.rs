@@ -274,6 +274,19 @@ impl Default for StateConfig {
     }
 }
 
+/// Sizes of the cross-worker QUIC tables, fixed at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedConfig {
+    /// Slots of the DCID replay table (rounded up to a power of two).
+    pub replay_slots: usize,
+}
+
+impl Default for SharedConfig {
+    fn default() -> Self {
+        SharedConfig { replay_slots: Shared::DEFAULT_REPLAY_SLOTS }
+    }
+}
+
 /// Cross-worker QUIC state, created once by the daemon.
 #[derive(Debug)]
 pub struct Shared {
@@ -282,12 +295,20 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Default replay-table size.
+    /// Default replay-table size (8 MiB).
     pub const DEFAULT_REPLAY_SLOTS: usize = 1 << 20;
 
-    /// Shared state with a replay table of `replay_slots` slots keyed with `secret`.
-    pub fn new(replay_slots: usize, secret: [u8; 16]) -> Shared {
-        Shared { replay: ReplayTable::new(replay_slots, secret) }
+    /// Tables sized by `config`, their hashes keyed from `seed` (drawn from the OS at start:
+    /// an attacker who knew it could aim DCIDs at one slot).
+    pub fn new(config: SharedConfig, seed: [u64; 4]) -> Shared {
+        // Mixed with a constant of this module's own, so other users of the same seed get other keys.
+        const DOMAIN: u64 = 0x7175_6963_2d64_6369; // "quic-dci"
+        let k0 = (seed[0] ^ seed[2] ^ DOMAIN).to_le_bytes();
+        let k1 = (seed[1] ^ seed[3]).rotate_left(17).wrapping_add(DOMAIN).to_le_bytes();
+        let mut secret = [0u8; 16];
+        secret[..8].copy_from_slice(&k0);
+        secret[8..].copy_from_slice(&k1);
+        Shared { replay: ReplayTable::new(config.replay_slots, secret) }
     }
 }
 

@@ -38,7 +38,7 @@ impl Harness {
     fn new() -> Harness {
         Harness {
             state: State::new(StateConfig { flows: 1024, pending: 8, summaries: 64, ..StateConfig::default() }),
-            shared: Shared::new(1 << 12, [9; 16]),
+            shared: Shared::new(SharedConfig { replay_slots: 1 << 12 }, [9; 4]),
             global: Global::default(),
             settings: Settings { enabled: true, ..Settings::default() },
             stats: Stats::default(),
