@@ -12,6 +12,7 @@ pub mod compile;
 pub mod config;
 pub mod error;
 pub mod lists;
+pub mod quic;
 pub mod report;
 pub mod runtime;
 

@@ -21,6 +21,7 @@ pub mod frame;
 pub mod parse;
 pub mod pipeline;
 pub mod policy;
+pub mod quic;
 pub mod ratelimit;
 pub mod reply;
 pub mod stats;

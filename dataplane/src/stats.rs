@@ -53,6 +53,32 @@ counted_enum! {
         AmpFragmentFollowed = "amp_fragment_followed",
         /// A later fragment of an unseen datagram was admitted by the fragment policy.
         AmpFragmentUnseenAdmit = "amp_fragment_unseen_admit",
+
+        // --- QUIC Initial validation (quic) ---
+        /// A client Initial authenticated (keys derived from its DCID).
+        QuicInitialValid = "quic_initial_valid",
+        /// A flow was admitted (whole ClientHello seen and allowed).
+        QuicFlowAdmitted = "quic_flow_admitted",
+        /// A flow awaits the rest of a ClientHello split over several Initials.
+        QuicHelloPending = "quic_hello_pending",
+        /// A later Initial of a pending flow was decrypted to continue its ClientHello.
+        QuicHelloContinued = "quic_hello_continued",
+        /// A packet of an admitted flow was forwarded.
+        QuicAdmittedForward = "quic_admitted_forward",
+        /// A non-Initial packet of an unadmitted flow was forwarded (lenient gating).
+        QuicLenientForward = "quic_lenient_forward",
+        /// A first Initial over the decryption budget was forwarded unadmitted (lenient gating).
+        QuicBudgetForward = "quic_budget_forward",
+        /// A packet of an unknown version was passed on (profile says pass).
+        QuicUnknownVersionPass = "quic_unknown_version_pass",
+        /// A profile rule explicitly allowed a ClientHello.
+        QuicHelloRuleAllow = "quic_hello_rule_allow",
+        /// A flow entry expired (no traffic within the flow TTL).
+        QuicFlowExpired = "quic_flow_expired",
+        /// A pending ClientHello buffer was reused before its flow completed.
+        QuicPendingEvicted = "quic_pending_evicted",
+        /// The shared DCID table overwrote a fresh entry of another DCID.
+        QuicReplayEvicted = "quic_replay_evicted",
     }
 }
 
@@ -75,6 +101,14 @@ counted_enum! {
         AmpFragments = "amp_fragments",
         /// Recorded requests (symmetric mode).
         AmpRequests = "amp_requests",
+
+        // --- QUIC Initial validation (quic) ---
+        /// QUIC flows by 4-tuple.
+        QuicFlows = "quic_flows",
+        /// Initial budgets per source address (IPv6 per /64).
+        QuicSrcBuckets = "quic_src_buckets",
+        /// Initial budgets per destination address.
+        QuicDstBuckets = "quic_dst_buckets",
     }
 }
 

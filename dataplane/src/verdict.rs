@@ -170,6 +170,62 @@ counted_enum! {
         AmpFragmentPolicy = "amp_fragment_policy",
         /// A later fragment of an unseen datagram, over the profile's fragment budget.
         AmpFragmentRateLimit = "amp_fragment_rate_limit",
+
+        // --- QUIC Initial validation (quic) ---
+        /// UDP to a QUIC port in an IP fragment (RFC 9000 §14: QUIC datagrams are never fragmented).
+        QuicFragment = "quic_fragment",
+        /// Empty datagram or a long header cut short.
+        QuicTruncated = "quic_truncated",
+        /// Version Negotiation packet sent to a server.
+        QuicVersionNegotiation = "quic_version_negotiation",
+        /// Version other than 1 and 2, and the profile drops unknown versions.
+        QuicUnknownVersion = "quic_unknown_version",
+        /// A Retry packet from a client.
+        QuicUnexpectedType = "quic_unexpected_type",
+        /// Client Initial in a UDP payload under 1200 bytes (RFC 9000 §14.1).
+        QuicShortDatagram = "quic_short_datagram",
+        /// Connection ID over 20 bytes, or a first Initial's DCID under 8 (RFC 9000 §7.2, §17.2).
+        QuicBadCid = "quic_bad_cid",
+        /// Token Length / Length inconsistent with the datagram.
+        QuicBadLength = "quic_bad_length",
+        /// Fixed Bit clear on an Initial without a token (RFC 9287 §3.1).
+        QuicFixedBit = "quic_fixed_bit",
+        /// Coalesced packets with another DCID or version, or trailing bytes that are not a packet.
+        QuicBadCoalesced = "quic_bad_coalesced",
+        /// First Initial over the per-source Initial budget.
+        QuicSrcRateLimit = "quic_src_rate_limit",
+        /// First Initial over the per-destination Initial budget.
+        QuicDstRateLimit = "quic_dst_rate_limit",
+        /// First Initial over the worker's decryption budget (strict gating).
+        QuicCryptoBudget = "quic_crypto_budget",
+        /// AEAD tag did not verify with the keys derived from the DCID.
+        QuicAuthFailed = "quic_auth_failed",
+        /// Reserved header bits set once protection is removed (RFC 9000 §17.2).
+        QuicReservedBits = "quic_reserved_bits",
+        /// A frame type not allowed in an Initial (RFC 9000 §12.4).
+        QuicForbiddenFrame = "quic_forbidden_frame",
+        /// Frames that run past the payload, or too many of them.
+        QuicBadFrame = "quic_bad_frame",
+        /// First Initial of a flow without a CRYPTO frame at offset 0 starting a ClientHello.
+        QuicNoClientHello = "quic_no_client_hello",
+        /// ClientHello malformed, or without quic_transport_parameters (RFC 9001 §8.2).
+        QuicBadClientHello = "quic_bad_client_hello",
+        /// ClientHello larger than the reassembly bound.
+        QuicHelloTooLarge = "quic_hello_too_large",
+        /// ClientHello not complete within the flow's first Initials (or its buffer was reused).
+        QuicHelloIncomplete = "quic_hello_incomplete",
+        /// DCID already seen from more 4-tuples than the replay limit.
+        QuicReplay = "quic_replay",
+        /// A profile rule dropped the ClientHello by SNI or fingerprint.
+        QuicHelloRuleDrop = "quic_hello_rule_drop",
+        /// Packet of a flow whose ClientHello a rule dropped.
+        QuicRefusedFlow = "quic_refused_flow",
+        /// Handshake packet of a flow not admitted (strict gating).
+        QuicUnadmittedHandshake = "quic_unadmitted_handshake",
+        /// 0-RTT packet of a flow not admitted (strict gating).
+        QuicUnadmittedZeroRtt = "quic_unadmitted_0rtt",
+        /// Short-header packet of a flow not admitted (strict gating).
+        QuicUnadmittedShort = "quic_unadmitted_short",
     }
 }
 

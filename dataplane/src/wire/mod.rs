@@ -5,6 +5,7 @@
 //! and one-line getters (and setters where the pipeline rewrites the header).
 
 pub mod gre;
+pub mod quic;
 pub mod vlan;
 
 /// The buffer is too short for the header it was asked to hold.

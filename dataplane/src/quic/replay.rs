@@ -1,0 +1,200 @@
+//! `ReplayTable`: which DCIDs of authenticated client Initials were seen, and from how many
+//! 4-tuples, shared by all workers without locks.
+//!
+//! Initial keys are public, so a captured valid Initial replayed from spoofed sources passes the
+//! cryptographic check. A replay carries the same DCID from many 4-tuples; RSS hashes those
+//! tuples to different queues, so a per-worker table would let each worker admit `limit` of them
+//! (`limit × workers` in all) and would never see the whole picture. This table is therefore
+//! shared: a fixed array of `AtomicU64` slots, one per DCID hash, each packing
+//! `[tag: 20 bits | time: 12 bits | tuple bitmap: 32 bits]`:
+//! - tag: more bits of the DCID hash, telling slot collisions apart;
+//! - time: last sighting in units of 2^27 ns (~134 ms), modulo 4096 (~9 min, far above any TTL);
+//! - bitmap: one bit per 4-tuple (hash of the tuple mod 32); its popcount estimates how many
+//!   distinct tuples sent this DCID. Collisions only under-count (by about k²/64 for k tuples),
+//!   so a replay is refused a tuple or two later than exact counting would, never earlier.
+//!
+//! Lookups are one relaxed load; recording is a bounded compare-and-swap loop on one word. Only
+//! Initials that passed the structural checks and the rate limits reach it (at most the
+//! decryption budget per worker per second), so contention on a slot is rare. A slot holding a
+//! different, still-fresh DCID is overwritten (direct-mapped, newest wins) and the caller counts
+//! the eviction. Hashes are keyed SipHash with a secret given at construction, so an attacker
+//! cannot aim at one slot.
+
+use siphasher::sip::SipHasher13;
+use std::hash::Hasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const TIME_SHIFT: u32 = 27;
+const TIME_MASK: u64 = 0xfff;
+const BITMAP_MASK: u64 = 0xffff_ffff;
+
+/// What recording a sighting found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sighting {
+    /// Distinct tuples (estimated) that sent this DCID, this one included.
+    pub tuples: u32,
+    /// A different, still-fresh DCID was overwritten to make room.
+    pub evicted: bool,
+}
+
+/// The shared DCID table. See the module docs.
+#[derive(Debug)]
+pub struct ReplayTable {
+    slots: Box<[AtomicU64]>,
+    mask: usize,
+    k0: u64,
+    k1: u64,
+}
+
+impl ReplayTable {
+    /// A table of `capacity` slots (rounded up to a power of two, at least 64), hashing with
+    /// `secret`.
+    pub fn new(capacity: usize, secret: [u8; 16]) -> ReplayTable {
+        let n = capacity.max(64).next_power_of_two();
+        let slots = (0..n).map(|_| AtomicU64::new(0)).collect();
+        let k0 = u64::from_le_bytes(secret[..8].try_into().expect("8 bytes"));
+        let k1 = u64::from_le_bytes(secret[8..].try_into().expect("8 bytes"));
+        ReplayTable { slots, mask: n - 1, k0, k1 }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Keyed hash of a DCID.
+    #[inline]
+    pub fn hash_dcid(&self, dcid: &[u8]) -> u64 {
+        let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
+        h.write(dcid);
+        h.finish()
+    }
+
+    /// Keyed hash of a 4-tuple's bytes.
+    #[inline]
+    pub fn hash_tuple(&self, tuple: &[u8]) -> u64 {
+        let mut h = SipHasher13::new_with_keys(self.k1, self.k0);
+        h.write(tuple);
+        h.finish()
+    }
+
+    #[inline]
+    fn parts(&self, dcid_hash: u64, tuple_hash: u64) -> (&AtomicU64, u64, u64) {
+        let slot = &self.slots[(dcid_hash as usize) & self.mask];
+        let tag = dcid_hash >> 44;
+        let bit = 1u64 << (tuple_hash % 32);
+        (slot, tag, bit)
+    }
+
+    #[inline]
+    fn fresh(word: u64, now_units: u64, ttl_units: u64) -> bool {
+        word != 0 && ((now_units.wrapping_sub(word >> 32)) & TIME_MASK) <= ttl_units
+    }
+
+    #[inline]
+    fn units(ns: u64) -> u64 {
+        ns >> TIME_SHIFT
+    }
+
+    /// True when this DCID was already seen from `limit` other tuples within `ttl_ns` (a new tuple
+    /// would exceed the limit). Read-only: used before spending crypto on a likely replay.
+    #[inline]
+    pub fn over_limit(&self, dcid_hash: u64, tuple_hash: u64, now_ns: u64, ttl_ns: u64, limit: u32) -> bool {
+        let (slot, tag, bit) = self.parts(dcid_hash, tuple_hash);
+        let w = slot.load(Ordering::Relaxed);
+        let now_u = Self::units(now_ns);
+        if w >> 44 != tag || !Self::fresh(w, now_u & TIME_MASK, Self::units(ttl_ns).clamp(1, TIME_MASK / 2)) {
+            return false;
+        }
+        w & bit == 0 && (w & BITMAP_MASK).count_ones() >= limit
+    }
+
+    /// Reads the slot of `dcid_hash` (to bring it into cache ahead of use).
+    #[inline]
+    pub fn touch(&self, dcid_hash: u64) {
+        core::hint::black_box(self.slots[(dcid_hash as usize) & self.mask].load(Ordering::Relaxed));
+    }
+
+    /// Records a sighting of `dcid_hash` from `tuple_hash` at `now_ns`.
+    pub fn record(&self, dcid_hash: u64, tuple_hash: u64, now_ns: u64, ttl_ns: u64) -> Sighting {
+        let (slot, tag, bit) = self.parts(dcid_hash, tuple_hash);
+        let now_u = Self::units(now_ns) & TIME_MASK;
+        let ttl_u = Self::units(ttl_ns).clamp(1, TIME_MASK / 2);
+        let mut current = slot.load(Ordering::Relaxed);
+        // Bounded: under heavy contention on one slot, the last attempt's view is reported.
+        for _ in 0..8 {
+            let same = current >> 44 == tag && Self::fresh(current, now_u, ttl_u);
+            let bitmap = if same { (current & BITMAP_MASK) | bit } else { bit };
+            let evicted = !same && Self::fresh(current, now_u, ttl_u);
+            let new = tag << 44 | now_u << 32 | bitmap;
+            match slot.compare_exchange_weak(current, new, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => {
+                    return Sighting { tuples: bitmap.count_ones(), evicted };
+                }
+                Err(seen) => current = seen,
+            }
+        }
+        let bitmap = if current >> 44 == tag { (current & BITMAP_MASK) | bit } else { bit };
+        Sighting { tuples: bitmap.count_ones(), evicted: false }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    #[test]
+    fn counts_distinct_tuples_until_the_ttl() {
+        let t = ReplayTable::new(1024, [7; 16]);
+        let d = t.hash_dcid(b"\x83\x94\xc8\xf0\x3e\x51\x57\x08");
+        // Tuple hashes 0..32 land on distinct bits.
+        for _ in 0..5 {
+            assert_eq!(t.record(d, 0, SEC, 10 * SEC).tuples, 1, "the same tuple counts once");
+        }
+        assert!(!t.over_limit(d, 1, SEC, 10 * SEC, 3));
+        assert_eq!(t.record(d, 1, SEC, 10 * SEC).tuples, 2);
+        assert_eq!(t.record(d, 2, SEC, 10 * SEC).tuples, 3);
+        assert!(t.over_limit(d, 3, 2 * SEC, 10 * SEC, 3), "a fourth tuple exceeds a limit of 3");
+        assert!(!t.over_limit(d, 2, 2 * SEC, 10 * SEC, 3), "a known tuple does not");
+        assert_eq!(t.record(d, 3, 2 * SEC, 10 * SEC).tuples, 4);
+        // After the TTL the DCID is forgotten.
+        assert!(!t.over_limit(d, 9, 30 * SEC, 10 * SEC, 3));
+        assert_eq!(t.record(d, 9, 30 * SEC, 10 * SEC).tuples, 1);
+        // A different DCID is not affected.
+        assert!(!t.over_limit(t.hash_dcid(b"other"), 9, 30 * SEC, 10 * SEC, 0));
+    }
+
+    #[test]
+    fn collisions_evict_and_say_so() {
+        let t = ReplayTable::new(64, [1; 16]);
+        // Two hashes with the same slot and different tags.
+        let a = 5u64;
+        let b = 5u64 | (1 << 50);
+        assert!(!t.record(a, 1, SEC, 10 * SEC).evicted);
+        assert!(t.record(b, 1, SEC, 10 * SEC).evicted);
+        assert!(!t.record(a, 1, 40 * SEC, 10 * SEC).evicted, "stale entries are free");
+    }
+
+    #[test]
+    fn shared_between_threads() {
+        let t = std::sync::Arc::new(ReplayTable::new(1 << 12, [3; 16]));
+        let d = t.hash_dcid(b"replayed");
+        let handles: Vec<_> = (0..4u64)
+            .map(|w| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    for i in 0..8u64 {
+                        t.record(d, w * 8 + i, SEC, 10 * SEC);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        // 32 distinct tuple hashes 0..32 set every bit.
+        assert_eq!(t.record(d, 0, SEC, 10 * SEC).tuples, 32);
+    }
+}
