@@ -58,6 +58,7 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Policy, ConfigError> {
     validate_dataplane(cfg, file)?;
     crate::amp::shared_config(file, &cfg.amp)?;
     let amp_global = crate::amp::compile_global(file, &cfg.amp)?;
+    let quic_global = crate::quic::compile_global(file, "quic", &cfg.quic)?;
 
     let mut b = PolicyBuilder::new();
     b.generation = input.generation;
@@ -76,6 +77,7 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Policy, ConfigError> {
             &amp_global.catalogue,
             cfg.forward.symmetric,
         )?;
+        profile.quic = crate::quic::compile_profile(file, &format!("{key}.quic"), &p.quic)?;
         profile_index.insert(name.clone(), b.profile(profile));
     }
 
@@ -151,6 +153,7 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Policy, ConfigError> {
 
     b.forward = compile_forward(cfg, file, input.facts)?;
     b.amp = amp_global;
+    b.quic = quic_global.global;
     Ok(b.build())
 }
 
@@ -164,6 +167,7 @@ pub fn pipeline_config(cfg: &Config, workers: u32) -> PipelineConfig {
         reply_budget: Rate::pps(cfg.tables.reply_pps),
         reply_budget_per_dst: Rate::pps(cfg.tables.reply_pps_per_destination),
         reply_buckets: cfg.tables.reply_buckets,
+        quic: crate::quic::state_config(&cfg.quic, workers),
     }
 }
 
@@ -278,6 +282,7 @@ fn compile_profile(file: &Path, key: &str, name: &str, p: &ProfileConfig) -> Res
         dst_limit: rate("dst_limit", &p.dst_limit)?,
         // Compiled against the catalogue by the caller.
         amp: dataplane::amp::Settings::default(),
+        quic: dataplane::quic::Settings::default(),
     })
 }
 

@@ -34,6 +34,8 @@ pub struct Config {
     pub rules: Vec<RuleConfig>,
     /// UDP amplification defence: catalogue and shared tables.
     pub amp: crate::amp::AmpConfig,
+    /// QUIC Initial validation: timeouts, budgets, table sizes.
+    pub quic: crate::quic::QuicGlobalConfig,
 }
 
 /// Daemon settings.
@@ -390,6 +392,8 @@ pub struct ProfileConfig {
     pub dst_limit: Option<RateConfig>,
     /// UDP amplification / reflection defence.
     pub amp: crate::amp::AmpProfileConfig,
+    /// QUIC Initial validation.
+    pub quic: crate::quic::QuicProfileConfig,
 }
 
 impl Default for ProfileConfig {
@@ -406,6 +410,7 @@ impl Default for ProfileConfig {
             src_limit: None,
             dst_limit: None,
             amp: crate::amp::AmpProfileConfig::default(),
+            quic: crate::quic::QuicProfileConfig::default(),
         }
     }
 }

@@ -28,6 +28,7 @@ use crate::policy::rules::{RuleAction, first_match};
 use crate::policy::{
     DstClass, ForwardMode, FragmentPolicy, Mode, Policy, PolicyCell, Profile, ProtectedPrefix, UnprotectedAction,
 };
+use crate::quic;
 use crate::ratelimit::{Rate, TokenBucket};
 use crate::reply::{self, ReplyBudget};
 use crate::stats::{Event, Stats, Table};
@@ -63,6 +64,8 @@ pub struct PipelineConfig {
     pub reply_budget_per_dst: Rate,
     /// Capacity of the per-reply-destination bucket table.
     pub reply_buckets: usize,
+    /// QUIC per-worker tables and budgets.
+    pub quic: quic::StateConfig,
 }
 
 impl Default for PipelineConfig {
@@ -75,6 +78,7 @@ impl Default for PipelineConfig {
             reply_budget: Rate::pps(100_000),
             reply_budget_per_dst: Rate::pps(1_000),
             reply_buckets: 1 << 16,
+            quic: quic::StateConfig::default(),
         }
     }
 }
@@ -117,6 +121,8 @@ impl Lookup {
 pub struct Shared {
     /// Amplification budgets per destination, first-fragment verdicts, recorded requests.
     pub amp: amp::Shared,
+    /// DCIDs seen, for QUIC replay detection.
+    pub quic: quic::Shared,
 }
 
 /// Sizes and hash seed of the cross-worker tables.
@@ -124,13 +130,15 @@ pub struct Shared {
 pub struct SharedConfig {
     /// Amplification tables.
     pub amp: amp::SharedConfig,
+    /// QUIC replay table.
+    pub quic: quic::SharedConfig,
 }
 
 impl Shared {
     /// Tables sized by `config`, keyed with `seed` (from the OS at start; an attacker must not
     /// know it, or he could aim collisions).
     pub fn new(config: SharedConfig, seed: [u64; 4]) -> Shared {
-        Shared { amp: amp::Shared::new(config.amp, seed) }
+        Shared { amp: amp::Shared::new(config.amp, seed), quic: quic::Shared::new(config.quic, seed) }
     }
 }
 
@@ -139,6 +147,7 @@ impl Shared {
 struct State {
     shared: Arc<Shared>,
     amp: amp::State,
+    quic: quic::State,
     config: PipelineConfig,
     generation: u64,
     src_buckets: ClockTable<Addr, TokenBucket>,
@@ -174,6 +183,7 @@ impl Pipeline {
         let state = State {
             shared,
             amp: amp::State::new(),
+            quic: quic::State::new(quic::StateConfig { workers: config.workers, ..config.quic }),
             config,
             generation: u64::MAX,
             src_buckets: ClockTable::new(config.src_buckets),
@@ -200,6 +210,11 @@ impl Pipeline {
         for (frames, verdicts) in frames.chunks_mut(MAX_BATCH).zip(verdicts.chunks_mut(MAX_BATCH)) {
             for (frame, lookup) in frames.iter().zip(state.lookups.iter_mut()) {
                 *lookup = Lookup::of(&policy, now, frame.data());
+                // Start the QUIC table reads of this frame so the batch's misses overlap.
+                if let (Ok(Some(info)), Some(DstClass::Protected(i))) = (lookup.parsed, lookup.dst) {
+                    let quic = &policy.profile_of(i).1.quic;
+                    state.quic.prefetch(&state.shared.quic, quic, &info, frame.data());
+                }
             }
             for (i, (frame, verdict)) in frames.iter_mut().zip(verdicts.iter_mut()).enumerate() {
                 let len = frame.len();
@@ -226,6 +241,11 @@ impl Pipeline {
     pub fn stats(&mut self) -> &Stats {
         self.state.refresh_table_stats();
         &self.state.stats
+    }
+
+    /// SNI, ALPN and fingerprint of the QUIC flow of the last inspected packet, if any.
+    pub fn last_quic_hello(&self) -> Option<&quic::client_hello::HelloInfo> {
+        self.state.quic.last_hello()
     }
 
     /// Top dropped sources and destinations per reason (sampled).
@@ -260,6 +280,7 @@ impl State {
         for (table, stats) in self.amp.table_stats() {
             self.stats.tables[table.index()] = stats;
         }
+        self.quic.refresh_table_stats(&mut self.stats);
     }
 
     #[inline]
@@ -326,7 +347,18 @@ impl State {
         match self.checks(policy, profile, now, info, lookup) {
             Check::Clean if lookup.allowed => Check::Clean,
             Check::Clean => {
-                self.amp.inspect(&self.shared.amp, &policy.amp, &profile.amp, now, info, frame, &mut self.stats)
+                match self.amp.inspect(&self.shared.amp, &policy.amp, &profile.amp, now, info, frame, &mut self.stats) {
+                    Check::Clean => self.quic.inspect(
+                        &self.shared.quic,
+                        &policy.quic,
+                        &profile.quic,
+                        now,
+                        info,
+                        frame,
+                        &mut self.stats,
+                    ),
+                    other => other,
+                }
             }
             Check::Reject(reason) => {
                 // Later fragments carry no ports for the checks to match: make them follow.

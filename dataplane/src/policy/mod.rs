@@ -111,6 +111,8 @@ pub struct Profile {
     pub dst_limit: Option<Rate>,
     /// UDP amplification / reflection defence.
     pub amp: crate::amp::Settings,
+    /// QUIC Initial validation and flow gating.
+    pub quic: crate::quic::Settings,
 }
 
 impl Profile {
@@ -124,6 +126,7 @@ impl Profile {
             src_limit: None,
             dst_limit: None,
             amp: crate::amp::Settings::default(),
+            quic: crate::quic::Settings::default(),
         }
     }
 }
@@ -199,6 +202,8 @@ pub struct Policy {
     pub forward: ForwardSettings,
     /// Reflection catalogue and amplification table timeouts.
     pub amp: crate::amp::Global,
+    /// QUIC timeouts, replay limit and budgets.
+    pub quic: crate::quic::Global,
     dst_v4: LpmMap<u32, DstClass>,
     dst_v6: LpmMap<u128, DstClass>,
     allow_v4: LpmMap<u32, u64>,
@@ -321,6 +326,8 @@ pub struct PolicyBuilder {
     pub forward: ForwardSettings,
     /// Reflection catalogue and amplification table timeouts.
     pub amp: crate::amp::Global,
+    /// QUIC timeouts, replay limit and budgets.
+    pub quic: crate::quic::Global,
 }
 
 /// Entries of both families, ready for `LpmMap::build`.
@@ -385,6 +392,7 @@ impl PolicyBuilder {
             rules: self.rules,
             forward: self.forward,
             amp: self.amp,
+            quic: self.quic,
             dst_v4: LpmMap::build(dst_v4),
             dst_v6: LpmMap::build(dst_v6),
             allow_v4: LpmMap::build(allow_v4),

@@ -239,6 +239,7 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
     let n_workers = d.queues.len() as u32;
     let shared_config = dataplane::pipeline::SharedConfig {
         amp: control::amp::shared_config(path, &config.amp).map_err(|e| StartError(e.to_string()))?,
+        quic: control::quic::shared_config(&config.quic),
     };
     let shared = Arc::new(dataplane::pipeline::Shared::new(shared_config, system::random_seed()?));
     let mut workers = Vec::new();

@@ -68,6 +68,9 @@ pub struct GenArgs {
     /// udp-amp: send only this vector's responses (a catalogue name, e.g. stun).
     #[arg(long)]
     pub vector: Option<String>,
+    /// quic-initial: which kinds of Initials.
+    #[arg(long, value_enum, default_value = "mix")]
+    pub quic_kind: profiles::QuicKind,
     /// Allow addresses outside the benchmarking ranges.
     #[arg(long)]
     pub any_range: bool,
@@ -129,6 +132,8 @@ fn generate(a: &GenArgs) -> Result<(), String> {
         dscp: a.dscp,
         macs: (src_mac, dst_mac),
         vector,
+        quic: a.quic_kind,
+        quic_template: if a.profile == Profile::QuicInitial { profiles::quic_template() } else { Vec::new() },
     };
     let mut rng = Rng::new(a.seed);
     let mut pool: Vec<Vec<u8>> = Vec::with_capacity(a.flows.max(1));

@@ -5,6 +5,7 @@
 use dataplane::Cidr;
 use dataplane::amp::samples;
 use dataplane::build::{Packet, remark};
+use dataplane::quic;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Traffic profiles.
@@ -18,6 +19,28 @@ pub enum Profile {
     UdpAmp,
     /// Clean-looking TCP ACKs and UDP from many sources.
     LegitMix,
+    /// QUIC Initial floods: junk, too short, random DCIDs failing authentication, replays of one
+    /// valid Initial, short-header junk (to `--dport`, 443 by default for this profile).
+    QuicInitial,
+}
+
+/// What a `quic-initial` flood is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum QuicKind {
+    /// Every kind below, in equal parts.
+    Mix,
+    /// Garbage behind an Initial-looking first byte.
+    Junk,
+    /// Initials in datagrams under 1200 bytes.
+    Short,
+    /// Initials whose payload was not sealed with their DCID's keys.
+    RandomDcid,
+    /// One valid Initial replayed from many sources.
+    Replayed,
+    /// Short-header packets of no admitted flow.
+    ShortHeaderJunk,
+    /// Valid first Initials, each with a fresh DCID (a legitimate-looking connection flood).
+    Valid,
 }
 
 /// Deterministic generator (xorshift64*).
@@ -77,6 +100,15 @@ pub struct Spec {
     pub macs: ([u8; 6], [u8; 6]),
     /// For `udp-amp`: one vector only (its attack sample), instead of the mix.
     pub vector: Option<&'static samples::Spec>,
+    /// For `quic-initial`: which kinds.
+    pub quic: QuicKind,
+    /// For `quic-initial`: the valid Initial that `replayed` sends.
+    pub quic_template: Vec<u8>,
+}
+
+/// The valid client Initial a `quic-initial` flood replays (deterministic).
+pub fn quic_template() -> Vec<u8> {
+    quic::craft::generate(&quic::keys::KeySchedule::new(), quic::craft::Kind::Valid, 0x7e57, None)
 }
 
 /// The frames of the next datagram of the pool (one frame, or several fragments), with source,
@@ -106,6 +138,22 @@ pub fn frames(spec: &Spec, rng: &mut Rng) -> Vec<Vec<u8>> {
             }
             return out;
         }
+        Profile::QuicInitial => {
+            use quic::craft::Kind;
+            let kinds = [Kind::Junk, Kind::Short, Kind::RandomDcid, Kind::Replayed, Kind::ShortHeaderJunk];
+            let kind = match spec.quic {
+                QuicKind::Mix => kinds[(rng.next() % kinds.len() as u64) as usize],
+                QuicKind::Junk => Kind::Junk,
+                QuicKind::Short => Kind::Short,
+                QuicKind::RandomDcid => Kind::RandomDcid,
+                QuicKind::Replayed => Kind::Replayed,
+                QuicKind::ShortHeaderJunk => Kind::ShortHeaderJunk,
+                QuicKind::Valid => Kind::Valid,
+            };
+            let schedule = quic::keys::KeySchedule::new();
+            let payload = quic::craft::generate(&schedule, kind, rng.next(), Some(&spec.quic_template));
+            Packet::udp(src, sport, spec.dst, spec.dport).payload(&payload)
+        }
         Profile::LegitMix => {
             if rng.next().is_multiple_of(2) {
                 Packet::tcp(src, sport, spec.dst, spec.dport).flags(0x10).seq_ack(rng.next() as u32, rng.next() as u32)
@@ -132,13 +180,15 @@ mod tests {
             dscp: 8,
             macs: ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]),
             vector: None,
+            quic: QuicKind::Mix,
+            quic_template: quic_template(),
         }
     }
 
     #[test]
     fn frames_parse_and_stay_in_their_ranges() {
         let mut rng = Rng::new(7);
-        for profile in [Profile::Udp, Profile::SynFlood, Profile::UdpAmp, Profile::LegitMix] {
+        for profile in [Profile::Udp, Profile::SynFlood, Profile::UdpAmp, Profile::LegitMix, Profile::QuicInitial] {
             for (src, dst) in [("198.18.1.0/24", "198.18.100.10"), ("2001:2:0:1::/64", "2001:2:0:100::10")] {
                 let s = spec(profile, src, dst);
                 for f in (0..50).flat_map(|_| frames(&s, &mut rng)) {
