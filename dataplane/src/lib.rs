@@ -14,6 +14,7 @@
 pub mod addr;
 pub mod amp;
 pub mod build;
+pub mod capture;
 pub mod enums;
 pub mod filters;
 pub mod forward;

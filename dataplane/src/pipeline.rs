@@ -20,6 +20,7 @@
 
 use crate::addr::Addr;
 use crate::amp;
+use crate::capture;
 use crate::filters;
 use crate::forward::{self, ForwardError};
 use crate::frame::Frame;
@@ -35,6 +36,7 @@ use crate::stats::{Event, Stats, Table};
 use crate::table::ClockTable;
 use crate::topk::TopTalkers;
 use crate::verdict::{Check, DropReason, Verdict};
+use arc_swap::ArcSwapOption;
 use hashbrown::HashMap;
 use std::sync::Arc;
 
@@ -123,6 +125,8 @@ pub struct Shared {
     pub amp: amp::Shared,
     /// DCIDs seen, for QUIC replay detection.
     pub quic: quic::Shared,
+    /// The running capture session, if any (set and cleared by the control plane).
+    pub capture: ArcSwapOption<capture::Session>,
 }
 
 /// Sizes and hash seed of the cross-worker tables.
@@ -138,7 +142,11 @@ impl Shared {
     /// Tables sized by `config`, keyed with `seed` (from the OS at start; an attacker must not
     /// know it, or he could aim collisions).
     pub fn new(config: SharedConfig, seed: [u64; 4]) -> Shared {
-        Shared { amp: amp::Shared::new(config.amp, seed), quic: quic::Shared::new(config.quic, seed) }
+        Shared {
+            amp: amp::Shared::new(config.amp, seed),
+            quic: quic::Shared::new(config.quic, seed),
+            capture: ArcSwapOption::empty(),
+        }
     }
 }
 
@@ -159,6 +167,10 @@ struct State {
     lookups: Vec<Lookup>,
     stats: Stats,
     talkers: TopTalkers,
+    /// What the countermeasures learned about the frame being decided, for capture tags:
+    /// the amplification vector it matched, and whether QUIC inspected it.
+    last_vector: Option<u8>,
+    quic_inspected: bool,
 }
 
 /// The per-worker pipeline. See the module docs.
@@ -194,6 +206,8 @@ impl Pipeline {
             lookups: vec![Lookup::EMPTY; MAX_BATCH],
             stats: Stats::default(),
             talkers: TopTalkers::default(),
+            last_vector: None,
+            quic_inspected: false,
         };
         Pipeline { cell, state }
     }
@@ -205,6 +219,7 @@ impl Pipeline {
     pub fn process(&mut self, now: Now, frames: &mut [Frame<'_>], verdicts: &mut [Verdict]) {
         assert!(verdicts.len() >= frames.len(), "one verdict slot per frame");
         let policy = self.cell.load();
+        let capture = self.state.shared.capture.load();
         let state = &mut self.state;
         state.adopt(&policy);
         for (frames, verdicts) in frames.chunks_mut(MAX_BATCH).zip(verdicts.chunks_mut(MAX_BATCH)) {
@@ -223,6 +238,9 @@ impl Pipeline {
                 state.stats.verdict(v, len);
                 if let (Verdict::Drop(reason), Ok(Some(info))) = (v, lookup.parsed) {
                     state.talkers.drop_seen(reason, info.src, info.dst);
+                }
+                if let Some(session) = capture.as_deref() {
+                    state.offer_capture(session, now, v, &lookup, frame.data());
                 }
                 *verdict = v;
             }
@@ -260,6 +278,29 @@ impl Pipeline {
 }
 
 impl State {
+    /// Hands a decided frame to a capture session, tagged with what the countermeasures learned.
+    #[cold]
+    fn offer_capture(&self, session: &capture::Session, now: Now, v: Verdict, lookup: &Lookup, frame: &[u8]) {
+        let info = lookup.parsed.ok().flatten();
+        let hello = if self.quic_inspected { self.quic.last_hello() } else { None };
+        let mut sni = [0u8; 72];
+        let mut tags: [&str; 2] = [""; 2];
+        let mut n = 0;
+        if let Some(h) = hello {
+            let name = h.sni();
+            let len = name.len().min(sni.len() - 4);
+            sni[..4].copy_from_slice(b"sni=");
+            sni[4..4 + len].copy_from_slice(&name[..len]);
+            tags[n] = std::str::from_utf8(&sni[..4 + len]).unwrap_or("");
+            n += 1;
+            if !h.ja4_str().is_empty() {
+                tags[n] = h.ja4_str();
+                n += 1;
+            }
+        }
+        session.offer(now.mono_ns, v, info.as_ref(), self.last_vector, frame, &tags[..n]);
+    }
+
     /// Adopts a new snapshot at a batch boundary: drops buckets of rules that are gone.
     fn adopt(&mut self, policy: &Policy) {
         if policy.generation == self.generation {
@@ -285,6 +326,8 @@ impl State {
 
     #[inline]
     fn decide(&mut self, policy: &Policy, now: Now, frame: &mut Frame<'_>, lookup: &Lookup) -> Verdict {
+        self.last_vector = None;
+        self.quic_inspected = false;
         let info = match lookup.parsed {
             Ok(Some(info)) => info,
             Ok(None) => {
@@ -347,7 +390,11 @@ impl State {
         match self.checks(policy, profile, now, info, lookup) {
             Check::Clean if lookup.allowed => Check::Clean,
             Check::Clean => {
-                match self.amp.inspect(&self.shared.amp, &policy.amp, &profile.amp, now, info, frame, &mut self.stats) {
+                let amp =
+                    self.amp.inspect(&self.shared.amp, &policy.amp, &profile.amp, now, info, frame, &mut self.stats);
+                self.last_vector = self.amp.last_vector();
+                self.quic_inspected = amp == Check::Clean;
+                match amp {
                     Check::Clean => self.quic.inspect(
                         &self.shared.quic,
                         &policy.quic,

@@ -199,6 +199,8 @@ impl Counters {
 #[derive(Clone, Debug, Default)]
 pub struct State {
     evictions: [u64; 3],
+    /// Catalogue position of the vector the last inspected datagram matched (capture tags).
+    last_vector: Option<u8>,
 }
 
 /// The protected host's side of an exchange, read from a response's or request's bytes.
@@ -234,6 +236,7 @@ impl State {
         frame: &[u8],
         stats: &mut Stats,
     ) -> Check {
+        self.last_vector = None;
         if !settings.enabled {
             return Check::Clean;
         }
@@ -319,6 +322,7 @@ impl State {
         stats: &mut Stats,
     ) -> (Check, FirstVerdict) {
         let v = index as u8;
+        self.last_vector = Some(v);
         if settings.symmetric
             && let Some(kind) = requests
         {
@@ -483,6 +487,11 @@ impl State {
         shared.note_request(&e, now.mono_ns, global.request_ttl_ns, &mut self.evictions);
         stats.event(Event::AmpRequestRecorded);
         true
+    }
+
+    /// The vector the last inspected datagram matched, if any.
+    pub fn last_vector(&self) -> Option<u8> {
+        self.last_vector
     }
 
     /// This worker's eviction counts for the shared tables, as `Stats::tables` entries. Length

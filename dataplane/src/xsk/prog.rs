@@ -506,7 +506,7 @@ impl XdpProgram {
     }
 
     /// Detaches the program (clean shutdown): the interface goes back to plain kernel handling.
-    pub fn detach(self) -> Result<(), XdpError> {
+    pub fn detach(&self) -> Result<(), XdpError> {
         let flags = match self.mode {
             Attached::Native => bpf::XDP_FLAGS_DRV_MODE,
             Attached::Generic => bpf::XDP_FLAGS_SKB_MODE,

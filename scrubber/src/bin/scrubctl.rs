@@ -46,6 +46,9 @@ enum Cmd {
     /// Firewall rules.
     #[command(subcommand)]
     Rule(RuleCmd),
+    /// Capture decided packets to a pcapng file (annotated with verdict and reason).
+    #[command(subcommand)]
+    Capture(CaptureCmd),
     /// Refresh rates per verdict and drop reason and the top talkers every second.
     Top {
         /// Stop after this many refreshes (default: until interrupted).
@@ -58,6 +61,41 @@ enum Cmd {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum CaptureCmd {
+    /// Start a capture.
+    Start {
+        /// File to write (pcapng), on the daemon's machine.
+        #[arg(long, short)]
+        write: Option<String>,
+        /// Only these verdicts (forward, reply, drop, pass); repeatable.
+        #[arg(long)]
+        verdict: Vec<String>,
+        /// Only these drop reasons; repeatable.
+        #[arg(long)]
+        reason: Vec<String>,
+        /// Only packets from or to this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only this amplification vector.
+        #[arg(long)]
+        vector: Option<String>,
+        /// Stop after this many packets.
+        #[arg(long, default_value_t = 1000)]
+        max_packets: u64,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 60.0)]
+        duration: f64,
+        /// Bytes kept per packet.
+        #[arg(long, default_value_t = 256)]
+        snaplen: u64,
+    },
+    /// Stop the running capture.
+    Stop,
+    /// The running capture.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -283,6 +321,13 @@ fn main() -> ExitCode {
         Cmd::Rule(RuleCmd::List) => ("rule_list", json!({})),
         Cmd::Bypass { state } => ("bypass", json!({"on": state == "on"})),
         Cmd::Top { .. } => unreachable!("handled above"),
+        Cmd::Capture(CaptureCmd::Start { write, verdict, reason, prefix, vector, max_packets, duration, snaplen }) => (
+            "capture_start",
+            json!({"path": write, "verdicts": verdict, "reasons": reason, "prefix": prefix, "vector": vector,
+                   "max_packets": max_packets, "duration_s": duration, "snaplen": snaplen}),
+        ),
+        Cmd::Capture(CaptureCmd::Stop) => ("capture_stop", json!({})),
+        Cmd::Capture(CaptureCmd::Status) => ("capture_status", json!({})),
     };
     match ctl::request(&cli.socket, cmd, args) {
         Ok(result) => {

@@ -158,7 +158,7 @@ fn authorized(cred: Option<dataplane::xsk::sys::PeerCredentials>, group: Option<
     cred.gid == gid || user_name(cred.uid).is_some_and(|u| members.contains(&u))
 }
 
-fn serve(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
+fn serve(stream: UnixStream, daemon: &Arc<Daemon>) -> io::Result<()> {
     let cred = dataplane::xsk::sys::peer_credentials(stream.as_raw_fd());
     let uid = cred.map(|c| c.uid);
     if !authorized(cred, daemon.config.daemon.control_group.as_deref()) {
@@ -191,7 +191,7 @@ fn serve(stream: UnixStream, daemon: &Daemon) -> io::Result<()> {
 }
 
 /// Answers one request.
-pub fn handle(req: &Value, daemon: &Daemon, uid: Option<u32>) -> Value {
+pub fn handle(req: &Value, daemon: &Arc<Daemon>, uid: Option<u32>) -> Value {
     let id = req.get("id").cloned().unwrap_or(Value::Null);
     let Some(cmd) = req.get("cmd").and_then(Value::as_str) else {
         return error(id, "bad_request", "a request is an object with a string `cmd`");
@@ -200,6 +200,9 @@ pub fn handle(req: &Value, daemon: &Daemon, uid: Option<u32>) -> Value {
         "status" => Ok(status(daemon)),
         "stats" => Ok(stats(daemon)),
         "health" => Ok(health(daemon)),
+        "capture_start" => super::capture::start(daemon, req, uid),
+        "capture_stop" => super::capture::stop(daemon, uid),
+        "capture_status" => super::capture::status(daemon),
         other => match super::commands::run(daemon, other, req, uid) {
             Some(r) => r,
             None => return error(id, "unknown_command", &format!("unknown command `{other}`")),

@@ -8,6 +8,7 @@
 //! A crash or `kill -9` leaves the programs attached: their queues fall to the fail mode until a
 //! restart takes them over.
 
+pub mod capture;
 mod commands;
 mod control_socket;
 mod metrics;
@@ -70,6 +71,10 @@ pub struct Daemon {
     pub own: Vec<dataplane::Addr>,
     /// Counter history for rates.
     pub rates: rates::Rates,
+    /// Cross-worker tables (and the capture slot workers read).
+    pub shared: Arc<dataplane::pipeline::Shared>,
+    /// The running capture, if any.
+    pub captures: capture::Captures,
 }
 
 impl Daemon {
@@ -294,6 +299,8 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
         policy: Mutex::new(state),
         own,
         rates: rates::Rates::default(),
+        shared,
+        captures: capture::Captures::default(),
     });
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -333,7 +340,7 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
     for h in handles {
         let _ = h.join();
     }
-    let daemon = Arc::try_unwrap(daemon).map_err(|_| StartError("control socket still holds the daemon".into()))?;
+    let _ = capture::stop(&daemon, None);
     for (w, prog) in daemon
         .workers
         .iter()
@@ -341,7 +348,7 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
     {
         let _ = prog.remove_socket(w.queue);
     }
-    for prog in daemon.programs {
+    for prog in &daemon.programs {
         let name = prog.ifname().to_string();
         match prog.detach() {
             Ok(()) => info!(interface = name, "XDP program detached"),
