@@ -335,7 +335,14 @@ mod tests {
     }
 
     /// Offers `pps` SYNs per second from `from` for `secs`, through one worker's counts.
-    fn offer(table: &AutoTable, counts: &mut AutoCounts, cidr: Cidr, from: u64, secs: f64, pps: u64) -> (u64, Vec<(u64, Switch)>) {
+    fn offer(
+        table: &AutoTable,
+        counts: &mut AutoCounts,
+        cidr: Cidr,
+        from: u64,
+        secs: f64,
+        pps: u64,
+    ) -> (u64, Vec<(u64, Switch)>) {
         let mut switches = Vec::new();
         let n = (secs * pps as f64) as u64;
         let step = 1_000_000_000 / pps;

@@ -191,6 +191,12 @@ impl Shared {
     pub fn new(sizes: &Sizes, seed: [u64; 2]) -> Shared {
         Shared { verified: Verified::new(sizes.verified, seed), auto: AutoTable::new(sizes.auto_prefixes) }
     }
+
+    /// True when `src` is verified at `now`.
+    #[inline]
+    pub fn is_verified(&self, src: Addr, now: Now) -> bool {
+        self.verified.lookup(src, now.mono_ns / SEC).is_some()
+    }
 }
 
 /// Everything `inspect` reads besides the packet: shared tables, policy parts, clock.
@@ -307,7 +313,7 @@ impl State {
             return Check::Reject(DropReason::SynBadOptions);
         }
         let now = env.now;
-        if env.shared.verified.lookup(info.src, now.mono_ns / SEC).is_some() {
+        if env.shared.is_verified(info.src, now) {
             stats.event(Event::SynVerifiedSyn);
             return Check::Clean;
         }
@@ -342,7 +348,8 @@ impl State {
     /// `rst+retransmit`: true when this SYN repeats a recent one (same 4-tuple and ISN) within
     /// the window. Remembers the SYN otherwise.
     fn retransmitted(&mut self, env: &Env<'_>, info: &PacketInfo, isn: u32) -> bool {
-        let key = FlowKey { src: info.src, dst: info.dst, ports: u32::from(info.src_port) << 16 | u32::from(info.dst_port) };
+        let key =
+            FlowKey { src: info.src, dst: info.dst, ports: u32::from(info.src_port) << 16 | u32::from(info.dst_port) };
         let now = env.now.mono_ns;
         let s = env.settings;
         match self.retransmit.get_mut(&key) {
@@ -376,7 +383,7 @@ impl State {
             return Check::Clean;
         }
         let now = env.now;
-        if env.shared.verified.lookup(info.src, now.mono_ns / SEC).is_some() {
+        if env.shared.is_verified(info.src, now) {
             return Check::Clean;
         }
         if answer && self.check_cookie(env, info, frame, stats) == Some(Validity::Valid) {
@@ -397,7 +404,13 @@ impl State {
     }
 
     /// Checks an RST's sequence number as a cookie, within the source's failure budget.
-    fn check_cookie(&mut self, env: &Env<'_>, info: &PacketInfo, frame: &Frame<'_>, stats: &mut Stats) -> Option<Validity> {
+    fn check_cookie(
+        &mut self,
+        env: &Env<'_>,
+        info: &PacketInfo,
+        frame: &Frame<'_>,
+        stats: &mut Stats,
+    ) -> Option<Validity> {
         let now = env.now.mono_ns;
         if self.failures.peek(&info.src).is_some_and(|f| f.blocked_until_ns > now) {
             stats.event(Event::SynCookieCheckLimited);

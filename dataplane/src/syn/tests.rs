@@ -43,7 +43,9 @@ impl Rig {
             global,
             settings,
             mode: Mode::Mitigate,
-            workers: (0..workers).map(|_| (State::new(&sizes, workers as u32), ReplyBudget::new(&config), Stats::default())).collect(),
+            workers: (0..workers)
+                .map(|_| (State::new(&sizes, workers as u32), ReplyBudget::new(&config), Stats::default()))
+                .collect(),
         }
     }
 
@@ -106,7 +108,9 @@ fn assert_syn_ack_for(out: &[u8], syn_bytes: &[u8]) {
     let ok = if r.src.is_v4() {
         let v4 = Ipv4Packet::new_checked(l3).unwrap();
         v4.verify_checksum()
-            && TcpPacket::new_checked(v4.payload()).unwrap().verify_checksum(&r.src.to_ip().into(), &r.dst.to_ip().into())
+            && TcpPacket::new_checked(v4.payload())
+                .unwrap()
+                .verify_checksum(&r.src.to_ip().into(), &r.dst.to_ip().into())
     } else {
         let v6 = Ipv6Packet::new_checked(l3).unwrap();
         TcpPacket::new_checked(v6.payload()).unwrap().verify_checksum(&r.src.to_ip().into(), &r.dst.to_ip().into())
@@ -119,7 +123,7 @@ fn assert_syn_ack_for(out: &[u8], syn_bytes: &[u8]) {
 }
 
 fn client(i: u32) -> IpAddr {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         IpAddr::from([198, 18, 1 + (i / 2 / 250) as u8, 1 + (i / 2 % 250) as u8])
     } else {
         IpAddr::from(std::net::Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, (i >> 16) as u16, i as u16))
@@ -230,17 +234,26 @@ fn spoofed_syn_flood_never_produces_a_forward() {
             },
             l4 => l4,
         };
-        assert_eq!(rig.run((k % 2) as usize, now, &rst.build()).0, Check::Clean, "unverified RST forwarded, not verified");
+        assert_eq!(
+            rig.run((k % 2) as usize, now, &rst.build()).0,
+            Check::Clean,
+            "unverified RST forwarded, not verified"
+        );
     }
     assert_eq!(replied + over, 100_000);
-    // The budget held: 20 000 pps for 0.1 s plus the 100 ms bursts, split over two workers.
-    assert!(replied <= 2 * 10_000 / 2 + 2 * 1_000, "replied {replied}");
+    // The budget held: per worker, 10 000 pps for 0.1 s plus its 100 ms burst.
+    assert!((3_900..=4_002).contains(&replied), "replied {replied}");
+    assert_eq!(over, 100_000 - replied);
     assert_eq!(rig.workers.iter().map(|w| w.2.event_count(Event::SynAckSent)).sum::<u64>(), replied);
     assert_eq!(rig.events(Event::SynCookieValid), 0);
     assert_eq!(rig.events(Event::SynSourceVerified), 0);
     assert_eq!(rig.shared.verified.stats(T0_MONO / SEC).len, 0);
-    let drops: u64 = rig.workers.iter().map(|w| w.0.failures.len() as u64).sum();
-    assert!(drops <= 2 * 1024, "failure table bounded: {drops}");
+    // Every blind RST failed a check; the per-source failure tables stayed within their size.
+    assert_eq!(rig.events(Event::SynCookieInvalid) + rig.events(Event::SynCookieExpired), 100_000);
+    for (state, _, _) in &rig.workers {
+        assert_eq!(state.failures.len(), 1024);
+        assert!(state.failures.stats().evictions > 40_000);
+    }
 }
 
 #[test]
@@ -270,7 +283,14 @@ fn expired_and_misdirected_cookies_do_not_verify() {
     let info = parse(&other).unwrap().unwrap();
     let l4 = usize::from(info.l4_offset);
     other[l4] ^= 1; // source port
-    crate::build::fill_l4_checksum(&mut other[14..], l4 - 14, proto::TCP, info.src.to_ip(), info.dst.to_ip(), usize::from(info.l4_len));
+    crate::build::fill_l4_checksum(
+        &mut other[14..],
+        l4 - 14,
+        proto::TCP,
+        info.src.to_ip(),
+        info.dst.to_ip(),
+        usize::from(info.l4_len),
+    );
     assert_eq!(rig.run(0, at(1), &other).0, Check::Clean);
     assert_eq!(rig.events(Event::SynCookieInvalid), 1);
     assert_eq!(rig.run(0, at(2), &first).0, Check::Replied, "still unverified");
@@ -334,7 +354,10 @@ fn fragments_options_and_fast_open() {
     let bad = Packet::tcp(c, 1, server(c), 80).tcp_options(&[2, 3, 5, 0]).build();
     assert_eq!(rig.run(0, at(0), &bad).0, Check::Reject(DropReason::SynBadOptions));
     // TCP Fast Open: a SYN with a cookie option and data is challenged, not dropped.
-    let tfo = Packet::tcp(c, 2, server(c), 80).tcp_options(&[2, 4, 5, 0xb4, 34, 10, 1, 2, 3, 4, 5, 6, 7, 8]).payload(b"GET / HTTP/1.1\r\n\r\n").build();
+    let tfo = Packet::tcp(c, 2, server(c), 80)
+        .tcp_options(&[2, 4, 5, 0xb4, 34, 10, 1, 2, 3, 4, 5, 6, 7, 8])
+        .payload(b"GET / HTTP/1.1\r\n\r\n")
+        .build();
     let (check, out) = rig.run(0, at(0), &tfo);
     assert_eq!(check, Check::Replied);
     assert_syn_ack_for(&out, &tfo);
@@ -374,7 +397,10 @@ fn failed_checks_are_rate_limited_per_source() {
     let (_, out) = rig.run(0, at(0), &first);
     let good = client_rst(&out);
     for guess in 0..100u32 {
-        let bad = Packet::tcp(c, 1234, server(c), 80).flags(tcp_flags::RST).seq_ack(guess.wrapping_mul(0x9e37_79b9), 0).build();
+        let bad = Packet::tcp(c, 1234, server(c), 80)
+            .flags(tcp_flags::RST)
+            .seq_ack(guess.wrapping_mul(0x9e37_79b9), 0)
+            .build();
         assert_eq!(rig.run(0, at(1), &bad).0, Check::Clean);
     }
     // The burst of 10, and the check that found the budget empty.
@@ -498,7 +524,14 @@ fn verification_on_one_thread_is_honoured_by_the_next_packet_on_another() {
             let mut replies = ReplyBudget::new(&PipelineConfig::default());
             let mut stats = Stats::default();
             let settings = Settings::default();
-            let env = Env { shared: &shared, global: &global, settings: &settings, prefix: prefix_of(c), mode: Mode::Monitor, now: at(1) };
+            let env = Env {
+                shared: &shared,
+                global: &global,
+                settings: &settings,
+                prefix: prefix_of(c),
+                mode: Mode::Monitor,
+                now: at(1),
+            };
             let info = parse(&first).unwrap().unwrap();
             let mut run = || {
                 let mut buf = first.clone();
@@ -515,7 +548,14 @@ fn verification_on_one_thread_is_honoured_by_the_next_packet_on_another() {
     let mut replies = ReplyBudget::new(&PipelineConfig::default());
     let mut stats = Stats::default();
     let settings = Settings::default();
-    let env = Env { shared: &shared, global: &global, settings: &settings, prefix: prefix_of(c), mode: Mode::Mitigate, now: at(0) };
+    let env = Env {
+        shared: &shared,
+        global: &global,
+        settings: &settings,
+        prefix: prefix_of(c),
+        mode: Mode::Mitigate,
+        now: at(0),
+    };
     let mut go = |bytes: &[u8], env: &Env<'_>| {
         let info = parse(bytes).unwrap().unwrap();
         let mut buf = bytes.to_vec();

@@ -15,6 +15,15 @@
 //! Eviction: an insert takes a free or expired way, else the way closest to expiry (the oldest
 //! verification), and counts the eviction. Two workers verifying the same source at the same
 //! instant may store it twice in one set; that wastes a way until it expires and is harmless.
+//!
+//! The filter: the sets (8 bytes per entry, 8 MiB for a million) do not stay in cache, and a
+//! spoofed SYN flood looks up a different unverified source every packet. So a bitmap of 4 bits
+//! per entry (512 KiB for a million), indexed by low bits of the fingerprint, says which sources
+//! *may* be in the table: an insert sets its bit; a lookup whose bit is clear stops there
+//! without touching the sets. A lookup that finds its bit set but no live entry behind it clears
+//! the bit, so bits of expired and evicted entries fade. That clearing can race with an insert
+//! of the same bit on another core and hide the new entry: the source is challenged once more
+//! and its answer sets the bit again. A rare extra round trip, never a false "verified".
 
 use crate::addr::Addr;
 use crate::table::TableStats;
@@ -28,6 +37,8 @@ pub const MAX_TTL_SECS: u32 = 7 * 86_400;
 const EXP_BITS: u32 = 24;
 const EXP_MASK: u64 = (1 << EXP_BITS) - 1;
 const FP_BITS: u32 = 40;
+/// Filter bits per table entry.
+const FILTER_BITS_PER_ENTRY: usize = 4;
 
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
@@ -51,6 +62,8 @@ pub enum Inserted {
 pub struct Verified {
     sets: Box<[Set]>,
     mask: u64,
+    filter: Box<[AtomicU64]>,
+    filter_mask: u64,
     seed: [u64; 2],
     evictions: AtomicU64,
 }
@@ -70,9 +83,12 @@ impl Verified {
     /// hashing with `seed` (from the daemon's randomness).
     pub fn new(capacity: usize, seed: [u64; 2]) -> Verified {
         let sets = capacity.div_ceil(WAYS).max(1).next_power_of_two().min(1 << EXP_BITS);
+        let filter_bits = (sets * WAYS * FILTER_BITS_PER_ENTRY).max(64);
         Verified {
             sets: (0..sets).map(|_| Set::default()).collect(),
             mask: (sets - 1) as u64,
+            filter: (0..filter_bits / 64).map(|_| AtomicU64::new(0)).collect(),
+            filter_mask: (filter_bits - 1) as u64,
             seed,
             evictions: AtomicU64::new(0),
         }
@@ -100,18 +116,33 @@ impl Verified {
         (&self.sets[(h & self.mask) as usize], fp)
     }
 
+    /// The filter word and bit of a fingerprint.
+    #[inline]
+    fn filter_bit(&self, fp: u64) -> (&AtomicU64, u64) {
+        let bit = fp & self.filter_mask;
+        (&self.filter[(bit >> 6) as usize], 1 << (bit & 63))
+    }
+
     /// Seconds of verification left for `src` at monotonic second `now_s` (None: not verified).
     #[inline]
     pub fn lookup(&self, src: Addr, now_s: u64) -> Option<u32> {
         let (set, fp) = self.slot(src);
+        let (word, bit) = self.filter_bit(fp);
+        if word.load(Relaxed) & bit == 0 {
+            return None;
+        }
+        let mut shares_bit = false;
         for way in &set.0 {
             let w = way.load(Relaxed);
-            if w >> EXP_BITS == fp {
-                let left = remaining(w, now_s);
-                if left > 0 {
-                    return Some(left);
-                }
+            let left = remaining(w, now_s);
+            if w >> EXP_BITS == fp && left > 0 {
+                return Some(left);
             }
+            shares_bit |= left > 0 && (w >> EXP_BITS) & self.filter_mask == fp & self.filter_mask;
+        }
+        if !shares_bit {
+            // Nothing live behind this bit any more (expired, evicted or removed): let it fade.
+            word.fetch_and(!bit, Relaxed);
         }
         None
     }
@@ -137,18 +168,25 @@ impl Verified {
                     (victim, victim_word, victim_left) = (i, w, left);
                 }
             }
-            if let Some((i, w)) = found {
-                if set.0[i].compare_exchange(w, word, Relaxed, Relaxed).is_ok() {
-                    return Inserted::Refreshed;
-                }
-                continue;
-            }
-            if set.0[victim].compare_exchange(victim_word, word, Relaxed, Relaxed).is_ok() {
+            let done = if let Some((i, w)) = found {
+                set.0[i].compare_exchange(w, word, Relaxed, Relaxed).is_ok().then_some(Inserted::Refreshed)
+            } else if set.0[victim].compare_exchange(victim_word, word, Relaxed, Relaxed).is_ok() {
                 if victim_left > 0 {
                     self.evictions.fetch_add(1, Relaxed);
-                    return Inserted::Evicted;
+                    Some(Inserted::Evicted)
+                } else {
+                    Some(Inserted::New)
                 }
-                return Inserted::New;
+            } else {
+                None
+            };
+            if let Some(done) = done {
+                // The entry first, then its filter bit: a reader never sees the bit without it.
+                let (filter, bit) = self.filter_bit(fp);
+                if filter.load(Relaxed) & bit == 0 {
+                    filter.fetch_or(bit, Relaxed);
+                }
+                return done;
             }
         }
         Inserted::Contended
@@ -174,6 +212,14 @@ impl Verified {
                 way.store(0, Relaxed);
             }
         }
+        for word in self.filter.iter() {
+            word.store(0, Relaxed);
+        }
+    }
+
+    /// Filter bits set (tests and diagnostics).
+    pub fn filter_ones(&self) -> u64 {
+        self.filter.iter().map(|w| u64::from(w.load(Relaxed).count_ones())).sum()
     }
 
     /// Capacity in entries.
@@ -242,6 +288,32 @@ mod tests {
         assert_eq!(t.stats(1_000).evictions, before);
         t.clear();
         assert_eq!(t.stats(1_000).len, 0);
+    }
+
+    #[test]
+    fn filter_bits_fade_when_their_entries_are_gone() {
+        let t = Verified::new(1024, [11, 12]);
+        for i in 0..200u32 {
+            t.insert(Addr::v4(i), 10, 300);
+        }
+        let ones = t.filter_ones();
+        assert!(ones > 150 && ones <= 200, "{ones}");
+        // Still live: every bit stays.
+        for i in 0..200u32 {
+            assert!(t.lookup(Addr::v4(i), 100).is_some());
+        }
+        assert_eq!(t.filter_ones(), ones);
+        // Expired: looking them up clears their bits; the table answers the same.
+        for i in 0..200u32 {
+            assert_eq!(t.lookup(Addr::v4(i), 400), None);
+        }
+        assert_eq!(t.filter_ones(), 0);
+        // Removal leaves the bit to fade at the next lookup; a bit shared with a live entry stays.
+        t.insert(Addr::v4(1), 500, 300);
+        assert!(t.remove(Addr::v4(1)));
+        assert_eq!(t.filter_ones(), 1);
+        assert_eq!(t.lookup(Addr::v4(1), 500), None);
+        assert_eq!(t.filter_ones(), 0);
     }
 
     #[test]
