@@ -263,7 +263,10 @@ fn reaches(count: u64, window_ns: u64, pps: u64) -> bool {
 #[derive(Debug)]
 pub struct AutoCounts {
     pending: Box<[u32]>,
+    /// Slots counted toward since the last timed flush (each once: `listed` marks them), so the
+    /// list never outgrows the capacity it was given.
     dirty: Vec<u32>,
+    listed: Box<[bool]>,
     next_flush_ns: u64,
 }
 
@@ -271,7 +274,12 @@ impl AutoCounts {
     /// Local counts for a shared table of `capacity` slots.
     pub fn new(capacity: usize) -> AutoCounts {
         let n = capacity.max(1).next_power_of_two();
-        AutoCounts { pending: vec![0; n].into_boxed_slice(), dirty: Vec::with_capacity(n), next_flush_ns: 0 }
+        AutoCounts {
+            pending: vec![0; n].into_boxed_slice(),
+            dirty: Vec::with_capacity(n),
+            listed: vec![false; n].into_boxed_slice(),
+            next_flush_ns: 0,
+        }
     }
 
     /// Counts one SYN toward slot `i`; adds local counts to the shared table when a quantum is
@@ -285,8 +293,9 @@ impl AutoCounts {
         t: &Thresholds,
         mut on_switch: impl FnMut(Switch),
     ) {
-        let Some(p) = self.pending.get_mut(i) else { return };
-        if *p == 0 {
+        let (Some(p), Some(listed)) = (self.pending.get_mut(i), self.listed.get_mut(i)) else { return };
+        if !*listed {
+            *listed = true;
             self.dirty.push(i as u32);
         }
         *p += 1;
@@ -303,6 +312,7 @@ impl AutoCounts {
             // SYN or by the control plane's periodic `evaluate`).
             for &j in &self.dirty {
                 let j = j as usize;
+                self.listed[j] = false;
                 let n = core::mem::take(&mut self.pending[j]);
                 if n == 0 {
                     continue;
@@ -417,6 +427,21 @@ mod tests {
         }
         assert_eq!(on, 1);
         assert!(table.is_active(table.find(p).unwrap()));
+    }
+
+    #[test]
+    fn local_list_stays_within_its_capacity() {
+        let table = AutoTable::new(4);
+        let mut counts = AutoCounts::new(4);
+        let p = c("198.18.100.0/24");
+        let i = table.slot(p, 0).unwrap();
+        // A million SYNs within one flush interval: many quanta, one list entry.
+        counts.count(&table, i, 0, &t(), |_| {});
+        for _ in 0..1_000_000 {
+            counts.count(&table, i, 1, &t(), |_| {});
+        }
+        assert_eq!(counts.dirty.len(), 1);
+        assert!(counts.dirty.capacity() <= 4);
     }
 
     #[test]
