@@ -41,6 +41,8 @@
 //!   source is not refreshed by use, so a spoofer cannot keep it verified forever).
 //! - **`rst+retransmit`** can be satisfied by a spoofer that sends every SYN twice, 0.5–3 s apart;
 //!   it is a fallback to enable only where clients need it.
+//! - **Per appliance.** Cookies are fleet-wide (shared secret, wall-clock slots), verified
+//!   sources are not: a client whose traffic moves to another appliance is challenged once more.
 //! - **Brute force.** A cookie has 31 bits of MAC and two slots (four during a rotation's grace
 //!   period) are tried, so one forged RST passes with probability about 2^-30; failed checks are
 //!   rate-limited per source (`Global::check_failures`), after which that source's RSTs are not
