@@ -25,7 +25,7 @@ use dataplane::reply::ReplyBudget;
 use dataplane::stats::Stats;
 use dataplane::syn::challenge::{seq_number, syn_ack_in_place, syn_fields, syn_options_ok, tcp_options};
 use dataplane::syn::cookie::{Key, Secrets, Tuple};
-use dataplane::syn::{Env, Global, Settings, Shared, Sizes, State};
+use dataplane::syn::{Env, Global, Settings, Shared, SharedConfig, State, StateConfig};
 use dataplane::verdict::Check;
 use dataplane::{Cidr, Frame, Now, PipelineConfig};
 use std::hint::black_box;
@@ -145,9 +145,8 @@ fn benches(c: &mut Criterion) {
     let protected = prefixes();
     let global = Global { secrets: secrets.clone(), ..Global::default() };
     let settings = Settings::default();
-    let sizes = Sizes::default();
-    let shared = Shared::new(&sizes, [0xdead_beef, 0xfeed_f00d]);
-    let mut state = State::new(&sizes, 1);
+    let shared = Shared::new(SharedConfig::default(), [0xdead_beef, 0xfeed_f00d, 1, 2]);
+    let mut state = State::new(StateConfig::default(), &shared);
     let config = PipelineConfig {
         reply_budget: Rate::pps(1 << 40),
         reply_budget_per_dst: Rate::pps(1 << 40),

@@ -15,7 +15,7 @@ use dataplane::ratelimit::Rate;
 use dataplane::syn::auto::Thresholds;
 use dataplane::syn::cookie::{Key, Secrets};
 use dataplane::syn::verified::MAX_TTL_SECS;
-use dataplane::syn::{Global, Method, Settings, Sizes, When};
+use dataplane::syn::{Global, Method, Settings, SharedConfig, StateConfig, When};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -47,19 +47,20 @@ pub struct SynConfig {
 
 impl Default for SynConfig {
     fn default() -> Self {
-        let sizes = Sizes::default();
+        let shared = SharedConfig::default();
+        let state = StateConfig::default();
         let global = Global::default();
         SynConfig {
             secret: None,
             secret_file: None,
             period_secs: global.secrets.period(),
             verified_ttl_secs: u64::from(global.verified_ttl_secs),
-            verified_sources: sizes.verified,
+            verified_sources: shared.verified_sources,
             check_failures_pps: global.check_failures.pps,
-            check_failure_sources: sizes.check_failures,
-            retransmit_entries: sizes.retransmit,
-            unverified_buckets: sizes.unverified_buckets,
-            auto_prefixes: sizes.auto_prefixes,
+            check_failure_sources: state.check_failures,
+            retransmit_entries: state.retransmit,
+            unverified_buckets: state.unverified_buckets,
+            auto_prefixes: shared.auto_prefixes,
         }
     }
 }
@@ -283,25 +284,32 @@ pub fn compile_global(file: &Path, cfg: &SynConfig, inputs: &SecretInputs<'_>) -
     })
 }
 
-/// Table sizes from the `[syn]` section, checked (fixed at start; a reload does not resize).
-pub fn sizes(file: &Path, cfg: &SynConfig) -> Result<Sizes, ConfigError> {
-    const MAX: u64 = 1 << 26;
+const MAX_ENTRIES: u64 = 1 << 26;
+
+/// Sizes of the cross-worker tables from the `[syn]` section, after checking every size of the
+/// section (per-worker ones included). Fixed at start: a reload does not resize.
+pub fn shared_config(file: &Path, cfg: &SynConfig) -> Result<SharedConfig, ConfigError> {
     for (key, v) in [
         ("syn.verified_sources", cfg.verified_sources),
         ("syn.check_failure_sources", cfg.check_failure_sources),
         ("syn.retransmit_entries", cfg.retransmit_entries),
         ("syn.unverified_buckets", cfg.unverified_buckets),
     ] {
-        in_range(file, key, v as u64, 1, MAX)?;
+        in_range(file, key, v as u64, 1, MAX_ENTRIES)?;
     }
     in_range(file, "syn.auto_prefixes", cfg.auto_prefixes as u64, 1, 1 << 20)?;
-    Ok(Sizes {
-        verified: cfg.verified_sources,
-        auto_prefixes: cfg.auto_prefixes,
-        retransmit: cfg.retransmit_entries,
-        check_failures: cfg.check_failure_sources,
-        unverified_buckets: cfg.unverified_buckets,
-    })
+    Ok(SharedConfig { verified_sources: cfg.verified_sources, auto_prefixes: cfg.auto_prefixes })
+}
+
+/// Sizes of one worker's tables (`shared_config` has checked them; out-of-range values clamp).
+pub fn state_config(cfg: &SynConfig, workers: u32) -> StateConfig {
+    let clamp = |v: usize| v.clamp(1, MAX_ENTRIES as usize);
+    StateConfig {
+        workers: workers.max(1),
+        retransmit: clamp(cfg.retransmit_entries),
+        check_failures: clamp(cfg.check_failure_sources),
+        unverified_buckets: clamp(cfg.unverified_buckets),
+    }
 }
 
 #[cfg(test)]
@@ -348,7 +356,9 @@ mod tests {
         let f = load("").unwrap();
         let p = SynProfileConfig::default();
         assert_eq!(compile_profile(Path::new(FILE), "profiles.x.syn", &p).unwrap(), Settings::default());
-        assert_eq!(sizes(Path::new(FILE), &f.syn).unwrap(), Sizes::default());
+        assert_eq!(shared_config(Path::new(FILE), &f.syn).unwrap(), SharedConfig::default());
+        assert_eq!(state_config(&f.syn, 1), StateConfig::default());
+        assert_eq!(state_config(&f.syn, 4).workers, 4);
         let g = compile_global(Path::new(FILE), &f.syn, &inputs()).unwrap();
         assert_eq!(g.verified_ttl_secs, 300);
         assert_eq!(g.secrets.period(), 60);
@@ -433,9 +443,11 @@ mod tests {
         assert_eq!(global_err("[syn]\nverified_ttl_secs = 99999999\n").key, "syn.verified_ttl_secs");
         assert_eq!(global_err("[syn]\ncheck_failures_pps = 0\n").key, "syn.check_failures_pps");
         let f = load("[syn]\nverified_sources = 0\n").unwrap();
-        assert_eq!(sizes(Path::new(FILE), &f.syn).unwrap_err().key, "syn.verified_sources");
+        assert_eq!(shared_config(Path::new(FILE), &f.syn).unwrap_err().key, "syn.verified_sources");
         let f = load("[syn]\nauto_prefixes = 0\n").unwrap();
-        assert_eq!(sizes(Path::new(FILE), &f.syn).unwrap_err().key, "syn.auto_prefixes");
+        assert_eq!(shared_config(Path::new(FILE), &f.syn).unwrap_err().key, "syn.auto_prefixes");
+        let f = load("[syn]\nretransmit_entries = 0\n").unwrap();
+        assert_eq!(shared_config(Path::new(FILE), &f.syn).unwrap_err().key, "syn.retransmit_entries");
     }
 
     #[test]

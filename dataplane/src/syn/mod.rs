@@ -152,30 +152,37 @@ impl Default for Global {
     }
 }
 
-/// Table sizes, fixed when the daemon starts.
+/// Sizes of the cross-worker tables, fixed when the daemon starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sizes {
-    /// Verified sources (shared by all workers).
-    pub verified: usize,
-    /// Prefixes tracked by `when = "auto"` (shared).
+pub struct SharedConfig {
+    /// Verified sources remembered.
+    pub verified_sources: usize,
+    /// Prefixes tracked by `when = "auto"`.
     pub auto_prefixes: usize,
-    /// SYNs remembered for `rst+retransmit` (per worker).
+}
+
+impl Default for SharedConfig {
+    fn default() -> Self {
+        SharedConfig { verified_sources: 1 << 20, auto_prefixes: 4096 }
+    }
+}
+
+/// Sizes of a worker's tables, fixed when the worker starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateConfig {
+    /// Workers sharing the appliance-wide budgets.
+    pub workers: u32,
+    /// SYNs remembered for `rst+retransmit`.
     pub retransmit: usize,
-    /// Sources with failed cookie checks (per worker).
+    /// Sources with failed cookie checks.
     pub check_failures: usize,
-    /// Destinations with a budget for unverified non-SYN TCP (per worker).
+    /// Destinations with a budget for unverified non-SYN TCP.
     pub unverified_buckets: usize,
 }
 
-impl Default for Sizes {
+impl Default for StateConfig {
     fn default() -> Self {
-        Sizes {
-            verified: 1 << 20,
-            auto_prefixes: 4096,
-            retransmit: 1 << 16,
-            check_failures: 1 << 16,
-            unverified_buckets: 1 << 16,
-        }
+        StateConfig { workers: 1, retransmit: 1 << 16, check_failures: 1 << 16, unverified_buckets: 1 << 16 }
     }
 }
 
@@ -189,9 +196,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Tables sized by `sizes`; `seed` (random, from the daemon) keys the verified table's hash.
-    pub fn new(sizes: &Sizes, seed: [u64; 2]) -> Shared {
-        Shared { verified: Verified::new(sizes.verified, seed), auto: AutoTable::new(sizes.auto_prefixes) }
+    /// Tables sized by `config`; `seed` (drawn from the OS at start: an attacker who knew it could
+    /// aim sources at one set of the verified table) keys the verified table's hash.
+    pub fn new(config: SharedConfig, seed: [u64; 4]) -> Shared {
+        // Mixed with a constant of this module's own, so other users of the same seed get other keys.
+        const DOMAIN: u64 = 0x7379_6e2d_7665_7269; // "syn-veri"
+        let key = [seed[0] ^ seed[2] ^ DOMAIN, (seed[1] ^ seed[3]).rotate_left(23).wrapping_add(DOMAIN)];
+        Shared { verified: Verified::new(config.verified_sources, key), auto: AutoTable::new(config.auto_prefixes) }
     }
 
     /// True when `src` is verified at `now`.
@@ -248,14 +259,15 @@ pub struct State {
 }
 
 impl State {
-    /// Tables sized by `sizes`; appliance-wide budgets are split over `workers`.
-    pub fn new(sizes: &Sizes, workers: u32) -> State {
+    /// Tables sized by `config` (appliance-wide budgets split over `config.workers`), and local
+    /// counts for each slot of `shared`'s auto table.
+    pub fn new(config: StateConfig, shared: &Shared) -> State {
         State {
-            workers: workers.max(1),
-            retransmit: ClockTable::new(sizes.retransmit),
-            failures: ClockTable::new(sizes.check_failures),
-            unverified: ClockTable::new(sizes.unverified_buckets),
-            auto: AutoCounts::new(sizes.auto_prefixes),
+            workers: config.workers.max(1),
+            retransmit: ClockTable::new(config.retransmit),
+            failures: ClockTable::new(config.check_failures),
+            unverified: ClockTable::new(config.unverified_buckets),
+            auto: AutoCounts::new(shared.auto.capacity()),
         }
     }
 

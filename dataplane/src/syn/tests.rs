@@ -35,17 +35,19 @@ impl Rig {
     }
 
     fn with_budget(workers: usize, settings: Settings, config: PipelineConfig) -> Rig {
-        let sizes = Sizes { verified: 1 << 16, retransmit: 1024, check_failures: 1024, ..Sizes::default() };
+        let sizes =
+            StateConfig { workers: workers as u32, retransmit: 1024, check_failures: 1024, ..StateConfig::default() };
+        let shared = Shared::new(SharedConfig { verified_sources: 1 << 16, ..SharedConfig::default() }, [1, 2, 3, 4]);
         let global = Global { secrets: Secrets::new(Key::new(*b"0123456789abcdef"), 60), ..Global::default() };
         let config = PipelineConfig { workers: workers as u32, ..config };
         Rig {
-            shared: Shared::new(&sizes, [0x1234, 0x5678]),
+            workers: (0..workers)
+                .map(|_| (State::new(sizes, &shared), ReplyBudget::new(&config), Stats::default()))
+                .collect(),
+            shared,
             global,
             settings,
             mode: Mode::Mitigate,
-            workers: (0..workers)
-                .map(|_| (State::new(&sizes, workers as u32), ReplyBudget::new(&config), Stats::default()))
-                .collect(),
         }
     }
 
@@ -520,7 +522,7 @@ fn verification_on_one_thread_is_honoured_by_the_next_packet_on_another() {
     let other = {
         let (shared, global, barrier, first) = (shared.clone(), global.clone(), barrier.clone(), first.clone());
         std::thread::spawn(move || {
-            let mut w1 = State::new(&Sizes::default(), 2);
+            let mut w1 = State::new(StateConfig { workers: 2, ..StateConfig::default() }, &shared);
             let mut replies = ReplyBudget::new(&PipelineConfig::default());
             let mut stats = Stats::default();
             let settings = Settings::default();
@@ -544,7 +546,7 @@ fn verification_on_one_thread_is_honoured_by_the_next_packet_on_another() {
             (before, run())
         })
     };
-    let mut w0 = State::new(&Sizes::default(), 2);
+    let mut w0 = State::new(StateConfig { workers: 2, ..StateConfig::default() }, &shared);
     let mut replies = ReplyBudget::new(&PipelineConfig::default());
     let mut stats = Stats::default();
     let settings = Settings::default();
