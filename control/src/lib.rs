@@ -15,6 +15,7 @@ pub mod lists;
 pub mod quic;
 pub mod report;
 pub mod runtime;
+pub mod syn;
 
 pub use compile::{CompileInput, SystemFacts, compile, pipeline_config};
 pub use config::Config;

@@ -26,6 +26,7 @@ pub mod quic;
 pub mod ratelimit;
 pub mod reply;
 pub mod stats;
+pub mod syn;
 pub mod table;
 pub mod topk;
 pub mod verdict;

@@ -79,6 +79,34 @@ counted_enum! {
         QuicPendingEvicted = "quic_pending_evicted",
         /// The shared DCID table overwrote a fresh entry of another DCID.
         QuicReplayEvicted = "quic_replay_evicted",
+
+        // --- SYN authentication (`syn`) ---
+        /// SYN-ACK challenge sent (cookie in the acknowledgment number).
+        SynAckSent = "syn_ack_sent",
+        /// The cookie equalled the client's ISN + 1 and was moved off it (one SYN in 2^32).
+        SynCookieIsnCollision = "syn_cookie_isn_collision",
+        /// RST carrying a valid cookie.
+        SynCookieValid = "syn_cookie_valid",
+        /// RST whose sequence number is no cookie of ours.
+        SynCookieInvalid = "syn_cookie_invalid",
+        /// RST carrying a cookie of ours older than two periods.
+        SynCookieExpired = "syn_cookie_expired",
+        /// RST not checked because its source failed too many checks recently.
+        SynCookieCheckLimited = "syn_cookie_check_limited",
+        /// Source verified by a SYN retransmitted with the same ISN within the window.
+        SynRetransmitVerified = "syn_retransmit_verified",
+        /// Source added to (or refreshed in) the shared verified table.
+        SynSourceVerified = "syn_source_verified",
+        /// A live verified source evicted from the shared table to make room.
+        SynVerifiedEvicted = "syn_verified_evicted",
+        /// SYN from a verified source passed on.
+        SynVerifiedSyn = "syn_verified_syn",
+        /// `when = "auto"`: a prefix's SYN authentication switched on.
+        SynAutoOn = "syn_auto_on",
+        /// `when = "auto"`: a prefix's SYN authentication switched off.
+        SynAutoOff = "syn_auto_off",
+        /// `when = "auto"`: no slot left in the shared auto table (the prefix is protected always).
+        SynAutoNoSlot = "syn_auto_no_slot",
     }
 }
 
@@ -109,6 +137,14 @@ counted_enum! {
         QuicSrcBuckets = "quic_src_buckets",
         /// Initial budgets per destination address.
         QuicDstBuckets = "quic_dst_buckets",
+
+        // --- SYN authentication (`syn`) ---
+        /// SYNs awaiting a retransmission (`rst+retransmit`).
+        SynRetransmit = "syn_retransmit",
+        /// Failed cookie checks per source.
+        SynCheckFailures = "syn_check_failures",
+        /// Budgets per destination for non-SYN TCP from unverified sources.
+        SynUnverifiedBuckets = "syn_unverified_buckets",
     }
 }
 

@@ -226,6 +226,22 @@ counted_enum! {
         QuicUnadmittedZeroRtt = "quic_unadmitted_0rtt",
         /// Short-header packet of a flow not admitted (strict gating).
         QuicUnadmittedShort = "quic_unadmitted_short",
+
+        // --- SYN authentication (`syn`) ---
+        /// SYN from an unverified source that would be challenged (monitor mode: forwarded).
+        SynUnverified = "syn_unverified",
+        /// SYN from an unverified source whose SYN-ACK challenge the reply budget did not allow.
+        SynChallengeOverBudget = "syn_challenge_over_budget",
+        /// RST answering a SYN-ACK challenge with a valid cookie: consumed (the source is verified).
+        SynCookieAnswer = "syn_cookie_answer",
+        /// A SYN in the first fragment of a fragmented datagram.
+        SynFragment = "syn_fragment",
+        /// A SYN whose TCP options are malformed.
+        SynBadOptions = "syn_bad_options",
+        /// Non-SYN TCP from an unverified source under `strict`.
+        SynStrictUnverified = "syn_strict_unverified",
+        /// Non-SYN TCP from an unverified source over the destination's budget for it.
+        SynUnverifiedRateLimit = "syn_unverified_rate_limit",
     }
 }
 
