@@ -29,6 +29,13 @@ pub struct SystemFacts {
     pub next_hop_mac: Option<[u8; 6]>,
     /// Addresses of the appliance's interfaces.
     pub own_addresses: Vec<Addr>,
+    /// 16 random bytes drawn at start: the SYN-cookie key when the config names none.
+    pub syn_random: [u8; 16],
+    /// The SYN secrets of the snapshot running now (None at start): a changed key keeps the
+    /// previous one valid for a period.
+    pub syn_previous: Option<dataplane::syn::Global>,
+    /// Wall-clock seconds at compilation (the time of a key rotation).
+    pub wall_secs: u64,
 }
 
 /// Inputs of one compilation.
@@ -57,6 +64,13 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Policy, ConfigError> {
 
     validate_dataplane(cfg, file)?;
     crate::amp::shared_config(file, &cfg.amp)?;
+    crate::syn::shared_config(file, &cfg.syn)?;
+    let syn_inputs = crate::syn::SecretInputs {
+        random: input.facts.syn_random,
+        previous: input.facts.syn_previous.as_ref(),
+        wall_secs: input.facts.wall_secs,
+    };
+    let syn_global = crate::syn::compile_global(file, &cfg.syn, &syn_inputs)?;
     let amp_global = crate::amp::compile_global(file, &cfg.amp)?;
     let quic_global = crate::quic::compile_global(file, "quic", &cfg.quic)?;
 
@@ -78,6 +92,7 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Policy, ConfigError> {
             cfg.forward.symmetric,
         )?;
         profile.quic = crate::quic::compile_profile(file, &format!("{key}.quic"), &p.quic)?;
+        profile.syn = crate::syn::compile_profile(file, &format!("{key}.syn"), &p.syn)?;
         profile_index.insert(name.clone(), b.profile(profile));
     }
 
@@ -154,6 +169,7 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Policy, ConfigError> {
     b.forward = compile_forward(cfg, file, input.facts)?;
     b.amp = amp_global;
     b.quic = quic_global.global;
+    b.syn = syn_global;
     Ok(b.build())
 }
 
@@ -168,6 +184,7 @@ pub fn pipeline_config(cfg: &Config, workers: u32) -> PipelineConfig {
         reply_budget_per_dst: Rate::pps(cfg.tables.reply_pps_per_destination),
         reply_buckets: cfg.tables.reply_buckets,
         quic: crate::quic::state_config(&cfg.quic, workers),
+        syn: crate::syn::state_config(&cfg.syn, workers),
     }
 }
 
@@ -283,6 +300,7 @@ fn compile_profile(file: &Path, key: &str, name: &str, p: &ProfileConfig) -> Res
         // Compiled against the catalogue by the caller.
         amp: dataplane::amp::Settings::default(),
         quic: dataplane::quic::Settings::default(),
+        syn: dataplane::syn::Settings::default(),
     })
 }
 

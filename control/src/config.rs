@@ -36,6 +36,8 @@ pub struct Config {
     pub amp: crate::amp::AmpConfig,
     /// QUIC Initial validation: timeouts, budgets, table sizes.
     pub quic: crate::quic::QuicGlobalConfig,
+    /// SYN authentication: secret, cookie period, verified-source TTL, table sizes.
+    pub syn: crate::syn::SynConfig,
 }
 
 /// Daemon settings.
@@ -394,6 +396,8 @@ pub struct ProfileConfig {
     pub amp: crate::amp::AmpProfileConfig,
     /// QUIC Initial validation.
     pub quic: crate::quic::QuicProfileConfig,
+    /// SYN authentication of the profile's prefixes.
+    pub syn: crate::syn::SynProfileConfig,
 }
 
 impl Default for ProfileConfig {
@@ -411,6 +415,7 @@ impl Default for ProfileConfig {
             dst_limit: None,
             amp: crate::amp::AmpProfileConfig::default(),
             quic: crate::quic::QuicProfileConfig::default(),
+            syn: crate::syn::SynProfileConfig::default(),
         }
     }
 }

@@ -74,11 +74,13 @@ impl PolicyState {
 
     /// Compiles this state as snapshot `generation`.
     pub fn compile(&self, generation: u64) -> Result<Policy, ConfigError> {
+        let mut facts = self.facts.clone();
+        facts.wall_secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         compile(&CompileInput {
             config: &self.document,
             file: &self.file,
             generation,
-            facts: &self.facts,
+            facts: &facts,
             overlay: Some(&self.overlay),
         })
     }
@@ -90,6 +92,7 @@ impl PolicyState {
         let generation = self.generation + 1;
         let policy = next.compile(generation).map_err(|e| e.to_string())?;
         next.generation = generation;
+        next.facts.syn_previous = Some(policy.syn.clone());
         *self = next;
         Ok(policy)
     }

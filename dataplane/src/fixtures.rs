@@ -60,6 +60,9 @@ fn policy(k: &Knobs) -> policy::Policy {
         profile.fragments = f;
     }
     profile.src_limit = k.src_limit;
+    // The table covers parsing, filters, lists, rules and egress; SYN authentication has its own
+    // pipeline tests (`syn::pipeline_tests`), so TCP SYNs here are plain packets.
+    profile.syn = crate::syn::Settings::off();
     let lab = b.profile(profile);
     b.protect("198.18.100.0/24".parse().unwrap(), lab);
     b.protect("2001:2:0:100::/64".parse().unwrap(), lab);
@@ -98,10 +101,25 @@ fn policy(k: &Knobs) -> policy::Policy {
 }
 
 fn pipeline(k: &Knobs) -> Pipeline {
-    Pipeline::new(
-        policy::cell(policy(k)),
-        PipelineConfig { src_buckets: 64, dst_buckets: 64, ..PipelineConfig::default() },
-    )
+    let small = crate::syn::StateConfig { workers: 1, retransmit: 64, check_failures: 64, unverified_buckets: 64 };
+    let config = PipelineConfig {
+        src_buckets: 64,
+        dst_buckets: 64,
+        frag_buckets: 64,
+        reply_buckets: 64,
+        syn: small,
+        ..PipelineConfig::default()
+    };
+    Pipeline::with_shared(policy::cell(policy(k)), config, small_shared())
+}
+
+/// Cross-worker tables small enough that building thousands of pipelines stays quick.
+fn small_shared() -> std::sync::Arc<crate::pipeline::Shared> {
+    let mut config = crate::pipeline::SharedConfig::default();
+    config.syn.verified_sources = 1024;
+    config.amp = crate::amp::SharedConfig { bucket_slots: 64, fragment_slots: 64, request_slots: 64 };
+    config.quic.replay_slots = 1024;
+    std::sync::Arc::new(crate::pipeline::Shared::new(config, [1, 2, 3, 4]))
 }
 
 /// Runs one frame, returning the verdict and the bytes left in the frame.

@@ -33,6 +33,7 @@ use crate::quic;
 use crate::ratelimit::{Rate, TokenBucket};
 use crate::reply::{self, ReplyBudget};
 use crate::stats::{Event, Stats, Table};
+use crate::syn;
 use crate::table::ClockTable;
 use crate::topk::TopTalkers;
 use crate::verdict::{Check, DropReason, Verdict};
@@ -68,6 +69,8 @@ pub struct PipelineConfig {
     pub reply_buckets: usize,
     /// QUIC per-worker tables and budgets.
     pub quic: quic::StateConfig,
+    /// SYN authentication's per-worker tables (`workers` is taken from above).
+    pub syn: crate::syn::StateConfig,
 }
 
 impl Default for PipelineConfig {
@@ -81,6 +84,7 @@ impl Default for PipelineConfig {
             reply_budget_per_dst: Rate::pps(1_000),
             reply_buckets: 1 << 16,
             quic: quic::StateConfig::default(),
+            syn: crate::syn::StateConfig::default(),
         }
     }
 }
@@ -127,6 +131,8 @@ pub struct Shared {
     pub quic: quic::Shared,
     /// The running capture session, if any (set and cleared by the control plane).
     pub capture: ArcSwapOption<capture::Session>,
+    /// Verified sources, `when = "auto"` switches.
+    pub syn: syn::Shared,
 }
 
 /// Sizes and hash seed of the cross-worker tables.
@@ -136,6 +142,8 @@ pub struct SharedConfig {
     pub amp: amp::SharedConfig,
     /// QUIC replay table.
     pub quic: quic::SharedConfig,
+    /// SYN authentication tables.
+    pub syn: syn::SharedConfig,
 }
 
 impl Shared {
@@ -145,6 +153,7 @@ impl Shared {
         Shared {
             amp: amp::Shared::new(config.amp, seed),
             quic: quic::Shared::new(config.quic, seed),
+            syn: syn::Shared::new(config.syn, seed),
             capture: ArcSwapOption::empty(),
         }
     }
@@ -156,6 +165,7 @@ struct State {
     shared: Arc<Shared>,
     amp: amp::State,
     quic: quic::State,
+    syn: syn::State,
     config: PipelineConfig,
     generation: u64,
     src_buckets: ClockTable<Addr, TokenBucket>,
@@ -192,10 +202,12 @@ impl Pipeline {
 
     /// A worker's pipeline: its own tables sized by `config`, cross-worker facts in `shared`.
     pub fn with_shared(cell: Arc<PolicyCell>, config: PipelineConfig, shared: Arc<Shared>) -> Pipeline {
+        let syn = syn::State::new(syn::StateConfig { workers: config.workers, ..config.syn }, &shared.syn);
         let state = State {
             shared,
             amp: amp::State::new(),
             quic: quic::State::new(quic::StateConfig { workers: config.workers, ..config.quic }),
+            syn,
             config,
             generation: u64::MAX,
             src_buckets: ClockTable::new(config.src_buckets),
@@ -322,6 +334,7 @@ impl State {
             self.stats.tables[table.index()] = stats;
         }
         self.quic.refresh_table_stats(&mut self.stats);
+        self.syn.table_stats(&mut self.stats);
     }
 
     #[inline]
@@ -349,7 +362,22 @@ impl State {
             self.stats.event(Event::BypassForward);
             return self.egress(policy, Some(prefix), now, &info, frame);
         }
-        match self.inspect(policy, profile, now, &info, lookup, frame.data()) {
+        let check = match self.inspect(policy, profile, now, &info, lookup, frame.data()) {
+            // Step 6, the SYN challenge: after every other check, as it may turn the frame into a reply.
+            Check::Clean if !lookup.allowed => {
+                let env = syn::Env {
+                    shared: &self.shared.syn,
+                    global: &policy.syn,
+                    settings: &profile.syn,
+                    prefix: prefix.cidr,
+                    mode: profile.mode,
+                    now,
+                };
+                self.syn.inspect(&env, &info, frame, &mut self.replies, &mut self.stats)
+            }
+            other => other,
+        };
+        match check {
             Check::Clean => {}
             Check::Reject(reason) => {
                 if profile.mode == Mode::Mitigate {

@@ -113,6 +113,8 @@ pub struct Profile {
     pub amp: crate::amp::Settings,
     /// QUIC Initial validation and flow gating.
     pub quic: crate::quic::Settings,
+    /// SYN authentication.
+    pub syn: crate::syn::Settings,
 }
 
 impl Profile {
@@ -127,6 +129,7 @@ impl Profile {
             dst_limit: None,
             amp: crate::amp::Settings::default(),
             quic: crate::quic::Settings::default(),
+            syn: crate::syn::Settings::default(),
         }
     }
 }
@@ -204,6 +207,8 @@ pub struct Policy {
     pub amp: crate::amp::Global,
     /// QUIC timeouts, replay limit and budgets.
     pub quic: crate::quic::Global,
+    /// SYN cookie secrets, verified-source TTL, failed-check budget.
+    pub syn: crate::syn::Global,
     dst_v4: LpmMap<u32, DstClass>,
     dst_v6: LpmMap<u128, DstClass>,
     allow_v4: LpmMap<u32, u64>,
@@ -328,6 +333,8 @@ pub struct PolicyBuilder {
     pub amp: crate::amp::Global,
     /// QUIC timeouts, replay limit and budgets.
     pub quic: crate::quic::Global,
+    /// SYN cookie secrets, verified-source TTL, failed-check budget.
+    pub syn: crate::syn::Global,
 }
 
 /// Entries of both families, ready for `LpmMap::build`.
@@ -393,6 +400,7 @@ impl PolicyBuilder {
             forward: self.forward,
             amp: self.amp,
             quic: self.quic,
+            syn: self.syn,
             dst_v4: LpmMap::build(dst_v4),
             dst_v6: LpmMap::build(dst_v6),
             allow_v4: LpmMap::build(allow_v4),

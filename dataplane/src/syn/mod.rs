@@ -477,4 +477,6 @@ fn tuple(info: &PacketInfo) -> Tuple {
 }
 
 #[cfg(test)]
+mod pipeline_tests;
+#[cfg(test)]
 mod tests;

@@ -195,10 +195,23 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
     } else {
         None
     };
-    let facts = SystemFacts { egress_mac: Some(egress_mac), next_hop_mac, own_addresses: own.clone() };
-    let state = PolicyState::new(path, config.clone(), facts.clone(), 1);
+    let syn_seed = system::random_seed()?;
+    let mut syn_random = [0u8; 16];
+    syn_random[..8].copy_from_slice(&syn_seed[0].to_le_bytes());
+    syn_random[8..].copy_from_slice(&syn_seed[1].to_le_bytes());
+    let facts = SystemFacts {
+        egress_mac: Some(egress_mac),
+        next_hop_mac,
+        own_addresses: own.clone(),
+        syn_random,
+        syn_previous: None,
+        wall_secs: now().wall_secs,
+    };
+    let mut state = PolicyState::new(path, config.clone(), facts.clone(), 1);
     let policy = compile(&CompileInput { config: &config, file: path, generation: 1, facts: &facts, overlay: None })
         .map_err(|e| StartError(e.to_string()))?;
+    // A key changed by the first reload keeps this one valid for a period.
+    state.facts.syn_previous = Some(policy.syn.clone());
     let classes = xdp_classes(&policy, &own);
     let cell = policy::cell(policy);
 
@@ -245,6 +258,7 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
     let shared_config = dataplane::pipeline::SharedConfig {
         amp: control::amp::shared_config(path, &config.amp).map_err(|e| StartError(e.to_string()))?,
         quic: control::quic::shared_config(&config.quic),
+        syn: control::syn::shared_config(path, &config.syn).map_err(|e| StartError(e.to_string()))?,
     };
     let shared = Arc::new(dataplane::pipeline::Shared::new(shared_config, system::random_seed()?));
     let mut workers = Vec::new();
