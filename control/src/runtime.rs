@@ -228,6 +228,25 @@ impl PolicyState {
         })
     }
 
+    /// Replaces the SYN-cookie key with `key` (random keys only), keeping the current one valid
+    /// for one more period. A key from the config is the fleet's: it changes in the config, on
+    /// every appliance, then `reload`.
+    pub fn rotate_syn_key(&mut self, key: [u8; 16], wall_secs: u64) -> Result<Policy, String> {
+        let mut running = self.facts.syn_previous.clone().ok_or("no SYN secrets are running yet")?;
+        if !running.secrets.is_random() {
+            return Err(
+                "the SYN-cookie secret comes from the config (syn.secret or syn.secret_file): change it there \
+                        on every appliance of the fleet, then reload"
+                    .into(),
+            );
+        }
+        running.secrets = running.secrets.rotate(dataplane::syn::cookie::Key::new(key), wall_secs).with_random(true);
+        self.change(|s| {
+            s.facts.syn_previous = Some(running);
+            Ok(())
+        })
+    }
+
     /// Replaces the whole document.
     pub fn set_document(&mut self, document: Config) -> Result<Policy, String> {
         self.change(|s| {
@@ -306,6 +325,25 @@ mod tests {
         let p = s.rule_del(1).unwrap();
         assert_eq!(p.rules.len(), 1);
         assert_eq!(p.rules[0].id, 2);
+    }
+
+    #[test]
+    fn rotating_a_random_syn_key_keeps_the_old_one_for_a_period() {
+        let mut s = state();
+        s.facts.syn_random = [7; 16];
+        let first = s.compile(1).unwrap();
+        s.facts.syn_previous = Some(first.syn.clone());
+        let p = s.rotate_syn_key([9; 16], 1_000).unwrap();
+        assert_eq!(p.syn.secrets.current().bytes(), [9; 16]);
+        assert_eq!(p.syn.secrets.previous().map(|k| k.bytes()), Some([7; 16]));
+        // A later change keeps the rotated key and its grace period.
+        let p = s.set_bypass(true).unwrap();
+        assert_eq!(p.syn.secrets.current().bytes(), [9; 16]);
+        assert_eq!(p.syn.secrets.previous().map(|k| k.bytes()), Some([7; 16]));
+        // A configured key is the fleet's: not rotated from here.
+        s.document.syn.secret = Some("00112233445566778899aabbccddeeff".into());
+        s.set_bypass(false).unwrap();
+        assert!(s.rotate_syn_key([1; 16], 2_000).unwrap_err().contains("comes from the config"));
     }
 
     #[test]

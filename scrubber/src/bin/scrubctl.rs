@@ -55,12 +55,23 @@ enum Cmd {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// SYN authentication: rotate the cookie key, or show its state per prefix.
+    #[command(subcommand)]
+    Syncookie(SynCmd),
     /// Forward everything unchecked (on) or scrub again (off).
     Bypass {
         /// on or off.
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum SynCmd {
+    /// Draw a new random cookie key; the current one stays valid for one more period.
+    Rotate,
+    /// Method and mode per prefix, auto state, verified sources.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -327,6 +338,8 @@ fn main() -> ExitCode {
                    "max_packets": max_packets, "duration_s": duration, "snaplen": snaplen}),
         ),
         Cmd::Capture(CaptureCmd::Stop) => ("capture_stop", json!({})),
+        Cmd::Syncookie(SynCmd::Rotate) => ("syncookie_rotate", json!({})),
+        Cmd::Syncookie(SynCmd::Status) => ("syn_status", json!({})),
         Cmd::Capture(CaptureCmd::Status) => ("capture_status", json!({})),
     };
     match ctl::request(&cli.socket, cmd, args) {

@@ -88,6 +88,14 @@ pub fn run(d: &Daemon, cmd: &str, args: &Value, uid: Option<u32>) -> Option<Resu
             Ok(s.rule_del(id as u32))
         }),
         "rule_list" => rule_list(d),
+        "syncookie_rotate" => with_state(d, uid, "syncookie rotate", |s| {
+            let seed = super::system::random_seed().map_err(|e| ("internal", e.0))?;
+            let mut key = [0u8; 16];
+            key[..8].copy_from_slice(&seed[0].to_le_bytes());
+            key[8..].copy_from_slice(&seed[1].to_le_bytes());
+            Ok(s.rotate_syn_key(key, now().wall_secs))
+        }),
+        "syn_status" => syn_status(d),
         "bypass" => with_state(d, uid, "bypass", |s| {
             let on =
                 args.get("on").and_then(Value::as_bool).ok_or(("bad_request", "missing boolean `on`".to_string()))?;
@@ -174,6 +182,38 @@ fn list(d: &Daemon, which: List, args: &Value) -> Result<Value, CmdError> {
         List::Allow => policy.allow_count(),
     };
     Ok(json!({"entries": entries, "listed": total, "files": files, "prefixes_in_effect": in_effect}))
+}
+
+/// SYN authentication per protected prefix: method, when, and for `auto` the measured rate and
+/// switch counts; the verified-source table's occupancy.
+fn syn_status(d: &Daemon) -> Result<Value, CmdError> {
+    let policy = d.cell.load();
+    let now_s = now().mono_ns / 1_000_000_000;
+    let prefixes: Vec<Value> = policy
+        .prefixes
+        .iter()
+        .map(|p| {
+            let profile = &policy.profiles[usize::from(p.profile)];
+            let s = &profile.syn;
+            let auto = match s.when {
+                dataplane::syn::When::Always => Value::Null,
+                dataplane::syn::When::Auto(_) => match d.shared.syn.auto.status(p.cidr) {
+                    Some(st) => json!({"active": st.active, "syn_pps": st.syn_pps, "switched_on": st.switched_on, "switched_off": st.switched_off}),
+                    None => json!({"active": false, "syn_pps": 0}),
+                },
+            };
+            json!({"prefix": p.cidr.to_string(), "profile": profile.name, "method": format!("{:?}", s.method),
+                   "when": match s.when { dataplane::syn::When::Always => "always", dataplane::syn::When::Auto(_) => "auto" },
+                   "strict": s.strict, "auto": auto})
+        })
+        .collect();
+    let v = d.shared.syn.verified.stats(now_s);
+    Ok(json!({
+        "prefixes": prefixes,
+        "verified": {"len": v.len, "capacity": v.capacity, "evictions": v.evictions},
+        "secret": {"random": policy.syn.secrets.is_random(), "rotated_at": policy.syn.secrets.rotated_at(),
+                   "previous_valid": policy.syn.secrets.previous().is_some()},
+    }))
 }
 
 fn rule_list(d: &Daemon) -> Result<Value, CmdError> {

@@ -215,6 +215,32 @@ impl Collector for DaemonCollector {
             &[(vec![], policy.generation as f64)],
         )?;
         gauge(e, "scrubber_bypass", "1 while bypass is on.", &[(vec![], f64::from(u8::from(policy.bypass)))])?;
+        let mut amp_rows = Vec::new();
+        for (i, v) in policy.amp.catalogue.vectors().iter().enumerate() {
+            for o in dataplane::amp::Outcome::ALL {
+                let n = total.amp.packets_of(i, *o);
+                if n > 0 {
+                    amp_rows.push((vec![("vector", v.name.clone()), ("outcome", o.name().to_string())], n));
+                }
+            }
+        }
+        counter(e, "scrubber_amp_packets", "UDP reflection vectors seen, by outcome.", &amp_rows)?;
+        let v = d.shared.syn.verified.stats(super::now().mono_ns / 1_000_000_000);
+        let sources = "Sources verified by SYN authentication (all workers).";
+        gauge(e, "scrubber_syn_verified_sources", sources, &[(vec![], v.len as f64)])?;
+        counter(
+            e,
+            "scrubber_syn_verified_evictions",
+            "Verified sources evicted to make room.",
+            &[(vec![], v.evictions)],
+        )?;
+        let mut auto_rows = Vec::new();
+        for p in &policy.prefixes {
+            if let Some(st) = d.shared.syn.auto.status(p.cidr) {
+                auto_rows.push((vec![("prefix", p.cidr.to_string())], f64::from(u8::from(st.active))));
+            }
+        }
+        gauge(e, "scrubber_syn_auto_active", "1 while auto SYN authentication is on for a prefix.", &auto_rows)?;
         Ok(())
     }
 }

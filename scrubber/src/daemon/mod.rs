@@ -327,11 +327,13 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
 
     // Housekeeping: counter history for rates (every second), expiry of runtime list entries.
     let mut last_tick = Instant::now() - Duration::from_secs(1);
+    let mut syn_active: std::collections::HashMap<dataplane::Cidr, bool> = std::collections::HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
             daemon.rates.sample(&daemon.total_stats());
+            watch_syn_auto(&daemon, &mut syn_active);
             let expired = daemon.policy.lock().ok().and_then(|mut s| s.expire(now().mono_ns));
             match expired {
                 Some(Ok(policy)) => match daemon.publish(policy) {
@@ -370,6 +372,28 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
         }
     }
     Ok(())
+}
+
+/// Lets quiet `auto` prefixes switch off (workers only evaluate when SYNs arrive) and logs every
+/// switch of SYN authentication.
+fn watch_syn_auto(d: &Daemon, seen: &mut std::collections::HashMap<dataplane::Cidr, bool>) {
+    let policy = d.cell.load();
+    let now_ns = now().mono_ns;
+    for p in &policy.prefixes {
+        let profile = &policy.profiles[usize::from(p.profile)];
+        let dataplane::syn::When::Auto(t) = profile.syn.when else { continue };
+        let _ = d.shared.syn.auto.evaluate(p.cidr, now_ns, &t);
+        let Some(status) = d.shared.syn.auto.status(p.cidr) else { continue };
+        let was = seen.insert(p.cidr, status.active).unwrap_or(false);
+        if was != status.active {
+            info!(
+                prefix = %p.cidr,
+                syn_pps = status.syn_pps,
+                state = if status.active { "on" } else { "off" },
+                "SYN authentication switched"
+            );
+        }
+    }
 }
 
 /// `aa:bb:cc:dd:ee:ff`.
