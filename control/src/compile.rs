@@ -184,6 +184,8 @@ pub fn pipeline_config(cfg: &Config, workers: u32) -> PipelineConfig {
         reply_budget_per_dst: Rate::pps(cfg.tables.reply_pps_per_destination),
         reply_buckets: cfg.tables.reply_buckets,
         quic: crate::quic::state_config(&cfg.quic, workers),
+        // Set by the daemon from the OS; `check` and `sim` keep the default.
+        seed: PipelineConfig::default().seed,
         syn: crate::syn::state_config(&cfg.syn, workers),
     }
 }

@@ -69,6 +69,8 @@ pub struct PipelineConfig {
     pub reply_buckets: usize,
     /// QUIC per-worker tables and budgets.
     pub quic: quic::StateConfig,
+    /// Secret key material for this worker's hashed tables (from the OS at start).
+    pub seed: u64,
     /// SYN authentication's per-worker tables (`workers` is taken from above).
     pub syn: crate::syn::StateConfig,
 }
@@ -84,6 +86,7 @@ impl Default for PipelineConfig {
             reply_budget_per_dst: Rate::pps(1_000),
             reply_buckets: 1 << 16,
             quic: quic::StateConfig::default(),
+            seed: 0x5eed_5eed_5eed_5eed,
             syn: crate::syn::StateConfig::default(),
         }
     }
@@ -163,6 +166,8 @@ impl Shared {
 #[derive(Debug)]
 struct State {
     shared: Arc<Shared>,
+    /// Monotonic time of the last batch (for table figures read between batches).
+    last_now_ns: u64,
     amp: amp::State,
     quic: quic::State,
     syn: syn::State,
@@ -205,6 +210,7 @@ impl Pipeline {
         let syn = syn::State::new(syn::StateConfig { workers: config.workers, ..config.syn }, &shared.syn);
         let state = State {
             shared,
+            last_now_ns: 0,
             amp: amp::State::new(),
             quic: quic::State::new(quic::StateConfig { workers: config.workers, ..config.quic }),
             syn,
@@ -234,6 +240,7 @@ impl Pipeline {
         let capture = self.state.shared.capture.load();
         let state = &mut self.state;
         state.adopt(&policy);
+        state.last_now_ns = now.mono_ns;
         for (frames, verdicts) in frames.chunks_mut(MAX_BATCH).zip(verdicts.chunks_mut(MAX_BATCH)) {
             for (frame, lookup) in frames.iter().zip(state.lookups.iter_mut()) {
                 *lookup = Lookup::of(&policy, now, frame.data());
@@ -329,7 +336,7 @@ impl State {
         self.stats.tables[Table::SrcBuckets.index()] = self.src_buckets.stats();
         self.stats.tables[Table::DstBuckets.index()] = self.dst_buckets.stats();
         self.stats.tables[Table::FragBuckets.index()] = self.frag_buckets.stats();
-        self.stats.tables[Table::ReplyBuckets.index()] = self.replies.table_stats();
+        self.stats.tables[Table::ReplyBuckets.index()] = self.replies.table_stats(self.last_now_ns);
         for (table, stats) in self.amp.table_stats() {
             self.stats.tables[table.index()] = stats;
         }

@@ -11,7 +11,7 @@ use crate::frame::Frame;
 use crate::parse::{Family, Fragment, PacketInfo, proto};
 use crate::pipeline::PipelineConfig;
 use crate::ratelimit::{Rate, TokenBucket};
-use crate::table::{ClockTable, TableStats};
+use crate::table::TableStats;
 use smoltcp::wire::{IpProtocol, Ipv6Address, checksum};
 
 /// Hop limit / TTL of replies the scrubber originates.
@@ -154,40 +154,87 @@ pub fn icmp_too_big(frame: &mut Frame<'_>, info: &PacketInfo, mtu: u16) -> bool 
 }
 
 /// The budget every reply the scrubber originates must fit: one appliance-wide bucket (split over
-/// workers) and one bucket per address replied to, so the scrubber never becomes a reflector
+/// workers) and one budget per address replied to, so the scrubber never becomes a reflector
 /// even when an attacker spoofs one victim's address from many sources.
+///
+/// The per-address budgets are a fixed array of GCRA slots (one theoretical arrival time each),
+/// indexed by a keyed hash of the address: one cache line touched per reply, nothing to insert or
+/// evict when a spoofed flood sprays a million addresses. Two addresses that share a slot share
+/// its budget, which can only make replies scarcer, never more plentiful; the key is secret, so
+/// an attacker cannot aim his spoofed addresses at a real client's slot.
 #[derive(Debug)]
 pub struct ReplyBudget {
     global_rate: Rate,
-    per_dst_rate: Rate,
     global: TokenBucket,
-    per_dst: ClockTable<Addr, TokenBucket>,
+    /// Per-address emission interval and burst tolerance (GCRA), ns.
+    interval_ns: u64,
+    tolerance_ns: u64,
+    slots: Vec<Slot>,
+    key: (u64, u64),
+    /// Slots taken over from another address while that one's budget was still in use.
+    evictions: u64,
+}
+
+/// One per-address budget: which address last used it (a hash tag) and when its next reply is due.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    tag: u32,
+    tat_ns: u64,
 }
 
 impl ReplyBudget {
     /// Budgets from the pipeline config (this worker's share).
     pub fn new(config: &PipelineConfig) -> ReplyBudget {
         let global_rate = config.reply_budget.per_worker(config.workers);
+        let per_dst = config.reply_budget_per_dst.per_worker(config.workers);
+        let interval_ns = 1_000_000_000 / per_dst.pps.max(1);
+        let tolerance_ns = (u64::from(per_dst.burst_ms.max(1)) * 1_000_000).saturating_sub(interval_ns);
+        let slots = config.reply_buckets.clamp(1, 1 << 24).next_power_of_two();
+        let seed = config.seed;
         ReplyBudget {
             global_rate,
-            per_dst_rate: config.reply_budget_per_dst.per_worker(config.workers),
             global: TokenBucket::new(global_rate, 0),
-            per_dst: ClockTable::new(config.reply_buckets),
+            interval_ns,
+            tolerance_ns,
+            slots: vec![Slot::default(); slots],
+            key: (seed ^ 0x7265_706c_7920_6275, seed.rotate_left(29) ^ 0x6467_6574_206b_6579),
+            evictions: 0,
         }
     }
 
     /// Takes one reply to `to` from both budgets; false when either is exhausted.
     #[inline]
     pub fn admit(&mut self, to: Addr, now_ns: u64) -> bool {
-        let rate = self.per_dst_rate;
-        let bucket = self.per_dst.get_or_insert_with(to, || TokenBucket::new(rate, now_ns));
-        // Check the per-destination budget first so a victim's share cannot drain the global one.
-        bucket.admit(rate, now_ns, 0) && self.global.admit(self.global_rate, now_ns, 0)
+        use core::hash::Hasher;
+        let mut h = siphasher::sip::SipHasher13::new_with_keys(self.key.0, self.key.1);
+        h.write_u128(to.0);
+        let hash = h.finish();
+        let mask = self.slots.len() - 1;
+        let slot = &mut self.slots[(hash as usize) & mask];
+        let tag = (hash >> 32) as u32;
+        if slot.tag != tag {
+            if slot.tat_ns > now_ns {
+                self.evictions += 1;
+            }
+            // Another address (or a colliding one) used this slot: its budget is shared from now on.
+            slot.tag = tag;
+        }
+        // Check the per-address budget first so a victim's share cannot drain the global one.
+        let next = slot.tat_ns.max(now_ns) + self.interval_ns;
+        if next - now_ns > self.tolerance_ns + self.interval_ns {
+            return false;
+        }
+        if !self.global.admit(self.global_rate, now_ns, 0) {
+            return false;
+        }
+        slot.tat_ns = next;
+        true
     }
 
-    /// Occupancy of the per-destination table.
-    pub fn table_stats(&self) -> TableStats {
-        self.per_dst.stats()
+    /// Occupancy of the per-address slots (those whose budget is in use), capacity, takeovers.
+    pub fn table_stats(&self, now_ns: u64) -> TableStats {
+        let len = self.slots.iter().filter(|s| s.tat_ns > now_ns).count() as u64;
+        TableStats { len, capacity: self.slots.len() as u64, evictions: self.evictions }
     }
 }
 

@@ -260,7 +260,8 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
         quic: control::quic::shared_config(&config.quic),
         syn: control::syn::shared_config(path, &config.syn).map_err(|e| StartError(e.to_string()))?,
     };
-    let shared = Arc::new(dataplane::pipeline::Shared::new(shared_config, system::random_seed()?));
+    let seed = system::random_seed()?;
+    let shared = Arc::new(dataplane::pipeline::Shared::new(shared_config, seed));
     let mut workers = Vec::new();
     let mut handles = Vec::new();
     for (i, q) in d.queues.iter().enumerate() {
@@ -270,7 +271,9 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
         let prog = programs.iter().find(|p| p.ifname() == q.interface).expect("a program per ingress interface");
         prog.insert_socket(q.queue, io.ingress_fd()).map_err(|e| StartError(e.to_string()))?;
         let shared_worker = Arc::new(WorkerShared::default());
-        let pipeline = Pipeline::with_shared(cell.clone(), pipeline_config(&config, n_workers), shared.clone());
+        let mut pipeline_cfg = pipeline_config(&config, n_workers);
+        pipeline_cfg.seed = seed[3] ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let pipeline = Pipeline::with_shared(cell.clone(), pipeline_cfg, shared.clone());
         info!(
             interface = q.interface,
             queue = q.queue,
