@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod amp;
+pub mod commands;
 pub mod compile;
 pub mod config;
 pub mod error;

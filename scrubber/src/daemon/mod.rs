@@ -337,14 +337,16 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
             last_tick = Instant::now();
             daemon.rates.sample(&daemon.total_stats());
             watch_syn_auto(&daemon, &mut syn_active);
-            let expired = daemon.policy.lock().ok().and_then(|mut s| s.expire(now().mono_ns));
-            match expired {
-                Some(Ok(policy)) => match daemon.publish(policy) {
-                    Ok(g) => info!(generation = g, "runtime list entries expired"),
-                    Err(e) => warn!("publishing after expiry: {e}"),
-                },
-                Some(Err(e)) => warn!("expiring runtime entries: {e}"),
-                None => {}
+            // Publish under the policy lock, as commands do, so snapshots go out in order.
+            if let Ok(mut state) = daemon.policy.lock() {
+                match state.expire(now().mono_ns) {
+                    Some(Ok(policy)) => match daemon.publish(policy) {
+                        Ok(g) => info!(generation = g, "runtime list entries expired"),
+                        Err(e) => warn!("publishing after expiry: {e}"),
+                    },
+                    Some(Err(e)) => warn!("expiring runtime entries: {e}"),
+                    None => {}
+                }
             }
         }
     }

@@ -1,0 +1,287 @@
+//! The policy commands of the control protocol, applied to a `PolicyState`.
+//!
+//! Everything here is pure: arguments (a JSON object) are validated, the change goes through
+//! `PolicyState` (compile first, commit only on success), and the caller gets either a new
+//! snapshot to publish or a value to return. The daemon adds the transport, the publishing (XDP
+//! maps, workers) and the log line; tests and the fuzz target drive this module directly.
+
+use crate::config::{Config, DataplaneConfig, PrefixConfig, RuleConfig};
+use crate::runtime::{List, ListEntry, PolicyState};
+use dataplane::Cidr;
+use dataplane::policy::Policy;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// An error answer: machine-readable code and a message.
+pub type CmdError = (&'static str, String);
+
+/// What a command did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The policy changed: publish this snapshot.
+    Changed {
+        /// The new snapshot.
+        policy: Box<Policy>,
+        /// What changed, for the log.
+        what: &'static str,
+    },
+    /// A read-only answer (or a change that needs no new snapshot, like `policy_save`).
+    Answer(Value),
+}
+
+/// What a command may need from the outside world.
+pub struct Context<'a> {
+    /// Monotonic time, ns (list entry expiry).
+    pub mono_ns: u64,
+    /// Wall-clock seconds (SYN key rotation time).
+    pub wall_secs: u64,
+    /// Peer uid (recorded with runtime list entries).
+    pub uid: Option<u32>,
+    /// The `[dataplane]` section the daemon runs with (it cannot change without a restart).
+    pub dataplane: &'a DataplaneConfig,
+    /// A fresh random 128-bit key (SYN key rotation).
+    pub random_key: &'a mut dyn FnMut() -> Result<[u8; 16], String>,
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("mono_ns", &self.mono_ns).field("uid", &self.uid).finish()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> CmdError {
+    ("bad_request", msg.into())
+}
+
+fn arg_str<'a>(args: &'a Value, key: &str) -> Result<&'a str, CmdError> {
+    args.get(key).and_then(Value::as_str).ok_or_else(|| bad(format!("missing string argument `{key}`")))
+}
+
+fn arg_cidr(args: &Value, key: &str) -> Result<Cidr, CmdError> {
+    arg_str(args, key)?.parse::<Cidr>().map_err(|e| bad(format!("`{key}`: {e}")))
+}
+
+fn changed(result: Result<Policy, String>, what: &'static str) -> Result<Outcome, CmdError> {
+    result.map(|policy| Outcome::Changed { policy: Box::new(policy), what }).map_err(|e| ("rejected", e))
+}
+
+fn entries_json(l: &[(Cidr, ListEntry)], now_ns: u64) -> Vec<Value> {
+    l.iter()
+        .map(|(c, e)| {
+            json!({"cidr": c.to_string(), "source": "runtime",
+                   "ttl_s": e.expires_ns.map(|t| t.saturating_sub(now_ns) as f64 / 1e9), "added_by": e.added_by})
+        })
+        .collect()
+}
+
+/// Applies policy command `cmd`; `None` when `cmd` is not one of them.
+pub fn apply(s: &mut PolicyState, cmd: &str, args: &Value, ctx: &mut Context<'_>) -> Option<Result<Outcome, CmdError>> {
+    Some(match cmd {
+        "policy_get" => Ok(Outcome::Answer(json!({
+            "generation": s.generation,
+            "document": serde_json::to_value(&s.document).unwrap_or(Value::Null),
+            "toml": s.document.to_toml(),
+            "runtime": {"deny": entries_json(&s.overlay.deny, ctx.mono_ns),
+                        "allow": entries_json(&s.overlay.allow, ctx.mono_ns), "bypass": s.overlay.bypass},
+        }))),
+        "policy_set" => policy_set(s, args, ctx.dataplane),
+        "policy_save" => policy_save(s, args),
+        "reload" => changed(s.reload(), "reload"),
+        "prefix_add" => (|| {
+            let cidr = arg_cidr(args, "cidr")?;
+            let prefix = PrefixConfig {
+                cidr: cidr.to_string(),
+                profile: args.get("profile").and_then(Value::as_str).unwrap_or("default").to_string(),
+                gre_endpoint: args.get("gre_endpoint").and_then(Value::as_str).map(str::to_string),
+            };
+            changed(s.prefix_add(prefix), "prefix add")
+        })(),
+        "prefix_del" => arg_cidr(args, "cidr").and_then(|c| changed(s.prefix_del(c), "prefix del")),
+        "prefix_set_profile" => (|| {
+            let (cidr, profile) = (arg_cidr(args, "cidr")?, arg_str(args, "profile")?);
+            changed(s.prefix_set_profile(cidr, profile), "prefix set-profile")
+        })(),
+        "deny_add" | "allow_add" => (|| {
+            let list = if cmd == "deny_add" { List::Deny } else { List::Allow };
+            let ttl = match args.get("ttl_s") {
+                None | Some(Value::Null) => None,
+                Some(v) => match v.as_f64() {
+                    Some(t) if t > 0.0 && t < 1e9 => Some(t),
+                    _ => return Err(bad("`ttl_s` must be a positive number of seconds")),
+                },
+            };
+            let expires = ttl.map(|t| ctx.mono_ns + (t * 1e9) as u64);
+            let what = if list == List::Deny { "deny add" } else { "allow add" };
+            changed(s.list_add(list, arg_cidr(args, "cidr")?, expires, ctx.uid), what)
+        })(),
+        "deny_del" | "allow_del" => (|| {
+            let list = if cmd == "deny_del" { List::Deny } else { List::Allow };
+            let what = if list == List::Deny { "deny del" } else { "allow del" };
+            changed(s.list_del(list, arg_cidr(args, "cidr")?), what)
+        })(),
+        "deny_list" | "allow_list" => {
+            let limit = args.get("limit").and_then(Value::as_u64).unwrap_or(1000) as usize;
+            let (runtime, doc, files) = if cmd == "deny_list" {
+                (&s.overlay.deny, &s.document.policy.deny, &s.document.policy.deny_files)
+            } else {
+                (&s.overlay.allow, &s.document.policy.allow, &s.document.policy.allow_files)
+            };
+            let mut entries: Vec<Value> = doc.iter().map(|c| json!({"cidr": c, "source": "config"})).collect();
+            entries.extend(entries_json(runtime, ctx.mono_ns));
+            let total = entries.len();
+            entries.truncate(limit);
+            Ok(Outcome::Answer(json!({"entries": entries, "listed": total, "files": files})))
+        }
+        "rule_add" => (|| {
+            let rule: RuleConfig = serde_json::from_value(args.get("rule").cloned().unwrap_or(Value::Null))
+                .map_err(|e| bad(format!("`rule`: {e}")))?;
+            let position = args.get("position").and_then(Value::as_u64).map(|p| p as usize);
+            changed(s.rule_add(rule, position), "rule add")
+        })(),
+        "rule_del" => match args.get("id").and_then(Value::as_u64).and_then(|i| u32::try_from(i).ok()) {
+            Some(id) => changed(s.rule_del(id), "rule del"),
+            None => Err(bad("missing number `id`")),
+        },
+        "rule_list" => Ok(Outcome::Answer(json!({"rules": s
+            .document
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+                v["id"] = json!(r.id.unwrap_or(i as u32 + 1));
+                v
+            })
+            .collect::<Vec<_>>()}))),
+        "bypass" => match args.get("on").and_then(Value::as_bool) {
+            Some(on) => changed(s.set_bypass(on), "bypass"),
+            None => Err(bad("missing boolean `on`")),
+        },
+        "syncookie_rotate" => match (ctx.random_key)() {
+            Ok(key) => changed(s.rotate_syn_key(key, ctx.wall_secs), "syncookie rotate"),
+            Err(e) => Err(("internal", e)),
+        },
+        _ => return None,
+    })
+}
+
+fn policy_set(s: &mut PolicyState, args: &Value, running: &DataplaneConfig) -> Result<Outcome, CmdError> {
+    let document: Config = if let Some(text) = args.get("toml").and_then(Value::as_str) {
+        Config::from_toml(text, Path::new("<policy set>")).map_err(|e| ("rejected", e.to_string()))?
+    } else if let Some(doc) = args.get("document") {
+        serde_json::from_value(doc.clone()).map_err(|e| ("rejected", format!("document: {e}")))?
+    } else {
+        return Err(bad("give the new policy as `toml` (text) or `document` (object)"));
+    };
+    if &document.dataplane != running {
+        return Err((
+            "rejected",
+            "the [dataplane] section (queues, rings, modes) needs a restart; it must not change".into(),
+        ));
+    }
+    changed(s.set_document(document), "policy set")
+}
+
+fn policy_save(s: &PolicyState, args: &Value) -> Result<Outcome, CmdError> {
+    let path = args.get("path").and_then(Value::as_str).map(PathBuf::from).unwrap_or_else(|| s.file.clone());
+    let text = format!("# written by `policy save` (generation {})\n{}", s.generation, s.document.to_toml());
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| ("io", format!("{}: {e}", path.display())))?;
+    Ok(Outcome::Answer(json!({"path": path.display().to_string(), "generation": s.generation})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::SystemFacts;
+
+    fn state() -> PolicyState {
+        let doc = Config::from_toml("[[prefixes]]\ncidr = \"198.18.100.0/24\"\n", Path::new("t.toml")).unwrap();
+        let mut s = PolicyState::new(Path::new("t.toml"), doc, SystemFacts::default(), 1);
+        let first = s.compile(1).unwrap();
+        s.facts.syn_previous = Some(first.syn.clone());
+        s
+    }
+
+    fn run(s: &mut PolicyState, cmd: &str, args: Value) -> Result<Outcome, CmdError> {
+        let dp = DataplaneConfig::default();
+        let mut key = || Ok([3u8; 16]);
+        let mut ctx = Context { mono_ns: 1_000, wall_secs: 5, uid: Some(0), dataplane: &dp, random_key: &mut key };
+        apply(s, cmd, &args, &mut ctx).expect("a policy command")
+    }
+
+    fn generation(o: Result<Outcome, CmdError>) -> u64 {
+        match o {
+            Ok(Outcome::Changed { policy, .. }) => policy.generation,
+            other => panic!("expected a change, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_change_command_publishes_a_new_generation() {
+        let mut s = state();
+        let g = [
+            ("prefix_add", json!({"cidr": "198.18.101.0/24"})),
+            ("prefix_set_profile", json!({"cidr": "198.18.101.0/24", "profile": "default"})),
+            ("prefix_del", json!({"cidr": "198.18.101.0/24"})),
+            ("deny_add", json!({"cidr": "198.18.9.0/24", "ttl_s": 30})),
+            ("deny_del", json!({"cidr": "198.18.9.0/24"})),
+            ("allow_add", json!({"cidr": "198.18.7.7/32"})),
+            ("allow_del", json!({"cidr": "198.18.7.7/32"})),
+            ("rule_add", json!({"rule": {"action": "drop", "protocol": "udp", "dst_ports": "0-0"}})),
+            ("rule_del", json!({"id": 1})),
+            ("bypass", json!({"on": true})),
+            ("syncookie_rotate", json!({})),
+            ("policy_set", json!({"toml": "[[prefixes]]\ncidr = \"198.18.100.0/24\"\n"})),
+        ]
+        .into_iter()
+        .map(|(c, a)| generation(run(&mut s, c, a)))
+        .collect::<Vec<_>>();
+        assert_eq!(g, (2..14).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn bad_arguments_and_invalid_changes_are_refused_and_change_nothing() {
+        let mut s = state();
+        for (cmd, args, code) in [
+            ("prefix_add", json!({}), "bad_request"),
+            ("prefix_add", json!({"cidr": "banana"}), "bad_request"),
+            ("prefix_add", json!({"cidr": "198.18.101.0/24", "profile": "nope"}), "rejected"),
+            ("deny_add", json!({"cidr": "198.18.1.0/24", "ttl_s": -1}), "bad_request"),
+            ("deny_add", json!({"cidr": "198.18.1.0/24", "ttl_s": "soon"}), "bad_request"),
+            ("deny_del", json!({"cidr": "198.18.1.0/24"}), "rejected"),
+            ("rule_add", json!({"rule": {"action": "explode"}}), "bad_request"),
+            ("rule_del", json!({"id": 99}), "rejected"),
+            ("rule_del", json!({"id": "one"}), "bad_request"),
+            ("bypass", json!({"on": "yes"}), "bad_request"),
+            ("policy_set", json!({"toml": "[dataplane]\nbatch = 32\n"}), "rejected"),
+            ("policy_set", json!({"toml": "[[prefixes]]\ncidr = \"1.2.3.4/8\"\n"}), "rejected"),
+            ("policy_set", json!({}), "bad_request"),
+        ] {
+            match run(&mut s, cmd, args.clone()) {
+                Err((c, _)) => assert_eq!(c, code, "{cmd} {args}"),
+                Ok(o) => panic!("{cmd} {args}: expected {code}, got {o:?}"),
+            }
+        }
+        assert_eq!(s.generation, 1);
+    }
+
+    #[test]
+    fn read_commands_answer() {
+        let mut s = state();
+        run(&mut s, "deny_add", json!({"cidr": "198.18.9.0/24", "ttl_s": 2})).unwrap();
+        let Ok(Outcome::Answer(v)) = run(&mut s, "deny_list", json!({})) else { panic!() };
+        assert_eq!(v["listed"], 1);
+        assert!((v["entries"][0]["ttl_s"].as_f64().unwrap() - 2.0).abs() < 1e-3);
+        let Ok(Outcome::Answer(v)) = run(&mut s, "policy_get", json!({})) else { panic!() };
+        assert!(v["toml"].as_str().unwrap().contains("198.18.100.0/24"));
+        let Ok(Outcome::Answer(v)) = run(&mut s, "rule_list", json!({})) else { panic!() };
+        assert_eq!(v["rules"].as_array().unwrap().len(), 0);
+        let dp = DataplaneConfig::default();
+        let mut key = || Ok([0u8; 16]);
+        let mut ctx = Context { mono_ns: 0, wall_secs: 0, uid: None, dataplane: &dp, random_key: &mut key };
+        assert!(apply(&mut s, "stats", &json!({}), &mut ctx).is_none());
+    }
+}
