@@ -5,7 +5,7 @@ CARGO ?= cargo
 PROFILE ?= ci
 BIN := target/$(PROFILE)
 
-.PHONY: all deps build test unit-test integration-test lab lab-sim bench bench-lab fuzz soak fmt lint clean
+.PHONY: all deps build test lab bench bench-lab fuzz soak fmt lint clean
 
 all: build
 
@@ -25,6 +25,18 @@ test: build
 ## make lab: the mixed scenario in memory (the AF_XDP namespace lab replaces this).
 lab: build
 	$(BIN)/scrubber sim --config configs/lab.toml
+
+## make fuzz: every cargo-fuzz target for FUZZ_SECONDS each (stable toolchain: RUSTC_BOOTSTRAP=1
+## lets cargo-fuzz pass its -Z sanitizer flags), seeded from the project's fixtures.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= parse pipeline quic amp syn config control
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	$(CARGO) run --release -p benches --bin fuzz-seeds -- fuzz/corpus
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzzing $$t for $(FUZZ_SECONDS)s"; \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | tail -15 || exit 1; \
+	done
 
 bench: deps
 	$(CARGO) bench -p benches
