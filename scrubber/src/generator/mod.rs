@@ -1,8 +1,9 @@
 //! `scrubber gen`: an AF_XDP transmit generator (pktgen-like) for the lab and for benchmarks.
 //!
-//! A pool of distinct frames (`--flows`) is built once per profile and written into the UMEM;
-//! the loop then replays it at a paced rate (`--rate`, 0 = as fast as the ring takes them) for
-//! `--count` frames or `--seconds`, whichever ends first, printing the rate each second. Spoofed
+//! A pool of distinct frames (`--flows`) is built once (several profiles mix round-robin) and
+//! written into the UMEM; the loop then replays it at a paced rate (`--rate`, 0 = as fast as the
+//! ring takes them) for `--count` frames or `--seconds`, whichever ends first, printing the rate
+//! each second (optionally pinned to one core, `--core`). Spoofed
 //! sources and the destination must lie in the benchmarking ranges (198.18.0.0/15, 2001:2::/48)
 //! unless `--any-range` is given: a generator pointed at the wrong cable must not flood anyone.
 
@@ -26,9 +27,9 @@ pub struct GenArgs {
     /// TX queue.
     #[arg(long, default_value_t = 0)]
     pub queue: u32,
-    /// Traffic profile.
-    #[arg(long, value_enum, default_value = "udp")]
-    pub profile: Profile,
+    /// Traffic profile; several, comma-separated, mix their frames round-robin in one pool.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "udp")]
+    pub profile: Vec<Profile>,
     /// Spoofed source range.
     #[arg(long, default_value = "198.18.1.0/24")]
     pub src: String,
@@ -74,6 +75,9 @@ pub struct GenArgs {
     /// Quiet: no per-second lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Pin the transmit loop to this CPU core.
+    #[arg(long)]
+    pub core: Option<usize>,
 }
 
 fn in_lab(addr: IpAddr) -> bool {
@@ -110,17 +114,16 @@ fn generate(a: &GenArgs) -> Result<(), String> {
     } else {
         control::compile::parse_mac(&a.dst_mac).ok_or("--dst-mac is not a MAC address")?
     };
-    let spec = Spec {
-        profile: a.profile,
-        src,
-        dst: a.dst,
-        dport: a.dport,
-        size: a.size,
-        dscp: a.dscp,
-        macs: (src_mac, dst_mac),
-    };
+    let mix = if a.profile.is_empty() { vec![Profile::Udp] } else { a.profile.clone() };
+    let mut spec =
+        Spec { profile: mix[0], src, dst: a.dst, dport: a.dport, size: a.size, dscp: a.dscp, macs: (src_mac, dst_mac) };
     let mut rng = Rng::new(a.seed);
-    let pool: Vec<Vec<u8>> = (0..a.flows.max(1)).map(|_| profiles::frame(&spec, &mut rng)).collect();
+    let pool: Vec<Vec<u8>> = (0..a.flows.max(1))
+        .map(|i| {
+            spec.profile = mix[i % mix.len()];
+            profiles::frame(&spec, &mut rng)
+        })
+        .collect();
 
     let frames = (a.flows.max(1) as u32).next_power_of_two().clamp(4096, 1 << 16);
     let settings =
@@ -131,6 +134,11 @@ fn generate(a: &GenArgs) -> Result<(), String> {
         return Err("no frame fits a UMEM frame".into());
     }
 
+    if let Some(c) = a.core
+        && !core_affinity::set_for_current(core_affinity::CoreId { id: c })
+    {
+        return Err(format!("--core {c}: cannot pin the generator to that core"));
+    }
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(a.seconds.max(0.0));
     let mut last_print = started;
@@ -170,7 +178,7 @@ fn generate(a: &GenArgs) -> Result<(), String> {
     let ring = tx.ring_stats();
     let report = json!({
         "interface": a.interface,
-        "profile": format!("{:?}", a.profile),
+        "profile": mix.iter().map(|p| p.name()).collect::<Vec<_>>().join(","),
         "sent": tx.sent(),
         "seconds": seconds,
         "pps": tx.sent() as f64 / seconds.max(1e-9),

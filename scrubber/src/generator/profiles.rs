@@ -17,6 +17,41 @@ pub enum Profile {
     UdpAmp,
     /// Clean-looking TCP ACKs and UDP from many sources.
     LegitMix,
+    /// TCP FIN+PSH+URG segments (XMAS scan) from spoofed sources and ports.
+    TcpXmas,
+    /// TCP segments with no flags at all (NULL scan) from spoofed sources and ports.
+    TcpNull,
+    /// QUIC client Initial lookalikes to UDP 443 (RFC 9000 §17.2.2 long header, version 1):
+    /// random DCIDs with junk protected payloads padded to 1200 bytes, and short ones under
+    /// the 1200-byte minimum (§14.1). None decrypts: a flood, not a handshake.
+    QuicInitial,
+}
+
+impl Profile {
+    /// Every profile.
+    #[cfg(test)]
+    pub const ALL: [Profile; 7] = [
+        Profile::Udp,
+        Profile::SynFlood,
+        Profile::UdpAmp,
+        Profile::LegitMix,
+        Profile::TcpXmas,
+        Profile::TcpNull,
+        Profile::QuicInitial,
+    ];
+
+    /// The name on the command line (`--profile`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Udp => "udp",
+            Profile::SynFlood => "syn-flood",
+            Profile::UdpAmp => "udp-amp",
+            Profile::LegitMix => "legit-mix",
+            Profile::TcpXmas => "tcp-xmas",
+            Profile::TcpNull => "tcp-null",
+            Profile::QuicInitial => "quic-initial",
+        }
+    }
 }
 
 /// Deterministic generator (xorshift64*).
@@ -124,6 +159,35 @@ fn amp_payload(kind: u64, rng: &mut Rng) -> (u16, Vec<u8>) {
     }
 }
 
+/// UDP port QUIC Initials are sent to.
+pub const QUIC_PORT: u16 = 443;
+
+/// A QUIC version 1 client Initial lookalike: long header, random DCID (8..=20 bytes) and SCID,
+/// no token, a 2-byte packet number and a junk "protected" payload. `short` makes the UDP
+/// payload smaller than the 1200 bytes RFC 9000 §14.1 requires of a client Initial.
+fn quic_initial(rng: &mut Rng, short: bool) -> Vec<u8> {
+    let dcid_len = 8 + (rng.next() % 13) as usize;
+    let scid_len = (rng.next() % 21) as usize;
+    let total = if short { 200 + (rng.next() % 800) as usize } else { 1200 };
+    let mut p = Vec::with_capacity(total);
+    // Header form 1, fixed bit 1, type Initial (0), packet number length 2.
+    p.push(0xc1);
+    p.extend_from_slice(&1u32.to_be_bytes());
+    p.push(dcid_len as u8);
+    p.extend((0..dcid_len).map(|_| rng.next() as u8));
+    p.push(scid_len as u8);
+    p.extend((0..scid_len).map(|_| rng.next() as u8));
+    p.push(0); // token length
+    // Length (2-byte varint) covers the packet number and the payload.
+    let length = total.saturating_sub(p.len() + 2);
+    p.extend_from_slice(&(0x4000u16 | (length as u16 & 0x3fff)).to_be_bytes());
+    while p.len() < total {
+        p.extend_from_slice(&rng.next().to_le_bytes());
+    }
+    p.truncate(total);
+    p
+}
+
 /// Frame number `i` of the pool (its source, ports and payload drawn from `rng`).
 pub fn frame(spec: &Spec, rng: &mut Rng) -> Vec<u8> {
     let src = address_in(spec.src, rng);
@@ -149,6 +213,13 @@ pub fn frame(spec: &Spec, rng: &mut Rng) -> Vec<u8> {
                 Packet::udp(src, sport, spec.dst, spec.dport).payload(&[0x42; 64])
             }
         }
+        // FIN+PSH+URG.
+        Profile::TcpXmas => Packet::tcp(src, sport, spec.dst, spec.dport).flags(0x29).seq_ack(rng.next() as u32, 0),
+        Profile::TcpNull => Packet::tcp(src, sport, spec.dst, spec.dport).flags(0).seq_ack(rng.next() as u32, 0),
+        Profile::QuicInitial => {
+            let short = rng.next().is_multiple_of(4);
+            Packet::udp(src, sport, spec.dst, QUIC_PORT).payload(&quic_initial(rng, short))
+        }
     };
     p.macs(spec.macs.0, spec.macs.1).dscp(spec.dscp).build()
 }
@@ -173,7 +244,7 @@ mod tests {
     #[test]
     fn frames_parse_and_stay_in_their_ranges() {
         let mut rng = Rng::new(7);
-        for profile in [Profile::Udp, Profile::SynFlood, Profile::UdpAmp, Profile::LegitMix] {
+        for profile in Profile::ALL {
             for (src, dst) in [("198.18.1.0/24", "198.18.100.10"), ("2001:2:0:1::/64", "2001:2:0:100::10")] {
                 let s = spec(profile, src, dst);
                 for _ in 0..50 {
@@ -186,6 +257,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn flag_scans_and_quic_initials_look_the_part() {
+        let mut rng = Rng::new(3);
+        let xmas = frame(&spec(Profile::TcpXmas, "198.18.1.0/24", "198.18.100.10"), &mut rng);
+        assert_eq!(parse(&xmas).unwrap().unwrap().tcp_flags & 0x3f, 0x29);
+        let null = frame(&spec(Profile::TcpNull, "198.18.1.0/24", "198.18.100.10"), &mut rng);
+        assert_eq!(parse(&null).unwrap().unwrap().tcp_flags, 0);
+        let (mut full, mut short) = (0, 0);
+        for _ in 0..200 {
+            let f = frame(&spec(Profile::QuicInitial, "198.18.1.0/24", "198.18.100.10"), &mut rng);
+            // Ethernet 14 + IPv4 20 + UDP 8, then the long header.
+            let (udp, quic) = (&f[34..42], &f[42..]);
+            assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), QUIC_PORT);
+            assert_eq!(quic[0] & 0xf0, 0xc0, "long header, Initial");
+            assert_eq!(&quic[1..5], &[0, 0, 0, 1], "version 1");
+            assert!((8..=20).contains(&quic[5]), "DCID length");
+            if quic.len() == 1200 {
+                full += 1
+            } else {
+                short += 1
+            }
+            assert!(quic.len() <= 1200);
+        }
+        assert!(full > 100 && short > 20, "{full} full, {short} short");
     }
 
     #[test]
