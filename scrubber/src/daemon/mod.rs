@@ -67,6 +67,8 @@ pub struct Daemon {
     pub policy: Mutex<PolicyState>,
     /// The appliance's own addresses (kept in the XDP maps as local).
     pub own: Vec<dataplane::Addr>,
+    /// Workers run the minimal forwarder (MAC rewrite only, no pipeline): a benchmark floor.
+    pub forwarder_only: bool,
 }
 
 impl Daemon {
@@ -104,7 +106,12 @@ fn init_logging(format: LogFormat) {
 }
 
 /// The daemon's entry point.
-pub fn run(path: &Path, log_format: Option<LogFormat>, control_socket: Option<PathBuf>) -> ExitCode {
+pub fn run(
+    path: &Path,
+    log_format: Option<LogFormat>,
+    control_socket: Option<PathBuf>,
+    forwarder_only: bool,
+) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -113,7 +120,7 @@ pub fn run(path: &Path, log_format: Option<LogFormat>, control_socket: Option<Pa
         }
     };
     init_logging(log_format.unwrap_or(config.daemon.log_format));
-    match start(path, config, control_socket) {
+    match start(path, config, control_socket, forwarder_only) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
@@ -130,8 +137,16 @@ pub fn xdp_classes(policy: &Policy, own: &[dataplane::Addr]) -> Vec<(dataplane::
     v
 }
 
-fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Result<(), StartError> {
+fn start(
+    path: &Path,
+    mut config: Config,
+    control_socket: Option<PathBuf>,
+    forwarder_only: bool,
+) -> Result<(), StartError> {
     system::preflight()?;
+    if forwarder_only && config.forward.mode != ForwardModeConfig::L2 {
+        return Err(StartError("--forwarder-only rewrites MAC addresses only: it needs forward.mode = \"l2\"".into()));
+    }
     if let Some(p) = control_socket {
         config.daemon.control_socket = p;
     }
@@ -180,6 +195,7 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
     let policy = compile(&CompileInput { config: &config, file: path, generation: 1, facts: &facts, overlay: None })
         .map_err(|e| StartError(e.to_string()))?;
     let classes = xdp_classes(&policy, &own);
+    let macs = (policy.forward.next_hop_mac, policy.forward.src_mac);
     let cell = policy::cell(policy);
 
     // XDP programs.
@@ -258,7 +274,11 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
                 {
                     warn!(core = c, "could not pin the worker");
                 }
-                worker::run(io, pipeline, shared, now);
+                if forwarder_only {
+                    worker::run_minimal(io, macs.0, macs.1, shared, now);
+                } else {
+                    worker::run(io, pipeline, shared, now);
+                }
             })
             .map_err(|e| StartError(format!("cannot start a worker thread: {e}")))?;
         handles.push(handle);
@@ -273,7 +293,11 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
         started: Instant::now(),
         policy: Mutex::new(state),
         own,
+        forwarder_only,
     });
+    if forwarder_only {
+        warn!("forwarder only: workers rewrite MAC addresses and forward everything, unchecked (a benchmark floor)");
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
