@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod check;
-#[allow(dead_code)]
-mod ctl;
 mod daemon;
 mod generator;
 mod sim;
