@@ -34,6 +34,11 @@ lab: build
 lab-sim: build
 	$(BIN)/scrubber sim --config configs/lab.toml
 
+## make bench-lab: worker CPU per packet of a minimal AF_XDP forwarder, bypass and full checks,
+## and nftables in the netdev ingress hook, at one fixed rate (root; not part of make test).
+bench-lab: build
+	$(BIN)/scrubber lab bench $(BENCH_ARGS)
+
 bench: deps
 	$(CARGO) bench -p benches
 

@@ -1,5 +1,6 @@
 //! `scrubber lab ...`: the command-line side of the lab.
 
+use super::bench::{self, BenchOptions};
 use super::instance::{self, Lab};
 use super::run::{self, RunOptions, Scenario};
 use super::services::{self, ProbeOptions};
@@ -85,6 +86,31 @@ pub enum LabCommand {
         #[arg(long, default_value_t = 0)]
         gen_core: usize,
     },
+    /// Measure the AF_XDP path's cost per packet at one fixed rate: a minimal forwarder, bypass,
+    /// full checks, and nftables dropping in the netdev ingress hook (what `make bench-lab` runs).
+    Bench {
+        /// Offered rate, packets per second.
+        #[arg(long, default_value_t = 200_000)]
+        rate: u64,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Measurements per mode (interleaved; ratios are paired by round).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Daemon config to adapt (default `configs/lab.toml`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Instance id.
+        #[arg(long, default_value = "bench")]
+        id: String,
+        /// Core to pin the generator to (the lab config pins the worker to core 1).
+        #[arg(long, default_value_t = 0)]
+        gen_core: usize,
+    },
     /// (Runs inside origin) serve the UDP sequence service until killed.
     UdpEcho {
         /// Address to serve, `ip:port` or `[ipv6]:port`; repeatable.
@@ -151,6 +177,10 @@ pub fn run(cmd: LabCommand) -> ExitCode {
         LabCommand::Run { scenario, seconds, rate, json, symmetric, config, id, gen_core } => {
             let o = RunOptions { id, scenario, seconds, rate, symmetric, config, gen_core };
             lab_run(&o, json)
+        }
+        LabCommand::Bench { rate, seconds, rounds, json, config, id, gen_core } => {
+            let o = BenchOptions { id, rate, seconds, rounds, config, gen_core };
+            lab_bench(&o, json)
         }
         LabCommand::UdpEcho { binds } => match services::udp_echo(&binds) {
             Ok(()) => ExitCode::SUCCESS,
@@ -222,6 +252,29 @@ fn lab_run(o: &RunOptions, json: bool) -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
         } else {
             print!("{}", run::format_report(&r));
+        }
+    })
+}
+
+fn lab_bench(o: &BenchOptions, json: bool) -> ExitCode {
+    let bin = match std::env::current_exe() {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot find the scrubber binary: {e}")),
+    };
+    let stop = match stop_flag() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let result = if json {
+        bench::run(o, &bin, &stop, &mut std::io::stderr())
+    } else {
+        bench::run(o, &bin, &stop, &mut std::io::stdout())
+    };
+    finish(result, &stop, |r| {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        } else {
+            print!("{}", bench::format_report(&r));
         }
     })
 }
