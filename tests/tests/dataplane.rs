@@ -163,31 +163,36 @@ fn attacks_are_dropped_for_their_reason_and_reach_origin_in_bypass() {
             t.control(cmd, args.clone());
         }
     }
-    const N: u64 = 20_000;
+    const N: u64 = 10_000;
     for bypass in [false, true] {
         t.control("bypass", json!({"on": bypass}));
         for c in &cases {
-            let spec = GenSpec { count: N, rate: 100_000, seconds: 5.0, ..c.spec.clone() };
+            let spec = GenSpec { count: N, rate: 50_000, seconds: 5.0, ..c.spec.clone() };
             let (s0, o0) = (t.stats(), t.counters());
             let g = t.generate(&spec);
             assert_eq!(g.sent, N, "{}: the generator sent everything", c.name);
             let (d, o) = (t.stats().since(&s0), t.counters().since(&o0));
             eprintln!(
-                "{} (bypass {bypass}): drops {:?}, events {:?}, at origin {}",
+                "{} (bypass {bypass}): rx {} drops {:?}, events {:?}, socket {:?}, at origin {}",
                 c.name,
+                d.rx,
                 d.dropped,
                 d.events,
+                d.socket,
                 o.attack_packets()
             );
             assert_eq!(d.xdp.redirected, N, "{}: XDP redirected every frame", c.name);
-            assert_eq!(d.rx, N, "{}: the worker received every frame ({:?})", c.name, d.socket);
+            // A busy machine may make the worker's socket drop a few; they are counted.
+            assert_eq!(d.rx + d.socket.rx_dropped + d.socket.rx_ring_full, N, "{}: {d:?}", c.name);
+            assert!(d.rx >= N * 95 / 100, "{}: the worker received {} of {N}", c.name, d.rx);
             if bypass {
                 assert_eq!(d.dropped_total, 0, "{}: nothing is checked in bypass: {:?}", c.name, d.dropped);
-                assert_eq!(d.events.get("bypass_forward").copied(), Some(N), "{}", c.name);
-                assert_eq!(o.attack_packets(), N, "{}: in bypass the attack reaches origin: {o:?}", c.name);
+                assert_eq!(d.events.get("bypass_forward").copied(), Some(d.rx), "{}", c.name);
+                assert_eq!(o.attack_packets(), d.tx_egress, "{}: in bypass the attack reaches origin: {o:?}", c.name);
+                assert!(o.attack_packets() >= N * 95 / 100, "{}: {o:?}", c.name);
             } else {
-                assert_eq!(d.drops(c.reason), N, "{}: every frame dropped as {}: {:?}", c.name, c.reason, d.dropped);
-                assert_eq!(d.dropped_total, N, "{}: under no other reason: {:?}", c.name, d.dropped);
+                assert_eq!(d.drops(c.reason), d.rx, "{}: every frame dropped as {}: {:?}", c.name, c.reason, d.dropped);
+                assert_eq!(d.dropped_total, d.rx, "{}: under no other reason: {:?}", c.name, d.dropped);
                 assert_eq!(o.attack_packets(), 0, "{}: attack frames reached origin: {o:?}", c.name);
             }
         }
@@ -412,17 +417,22 @@ fn lab_run_mixed_reports_and_reconciles() {
     assert_eq!(r["scenario"], "mixed");
     assert!(n("/seconds") >= 3.0 && n("/attack/sent") > 0.0, "{r}");
     assert!(r["timeline"].as_array().is_some_and(|t| t.len() >= 3), "a row per second");
-    // Two of the five profiles are TCP flag abuse: each about a fifth of the attack.
+    // Two of the five profiles are TCP flag abuse: each a fifth of the attack, of what reached the
+    // workers (at 70 % of the ceiling their sockets may drop some).
     let sent = n("/attack/sent");
+    let reached_workers = n("/reconciliation/worker_rx") / n("/reconciliation/xdp_redirected").max(1.0);
     for reason in ["tcp_xmas", "tcp_null_flags"] {
         let dropped = n(&format!("/scrubber/dropped/{reason}"));
-        assert!(dropped >= 0.15 * sent, "{reason}: {dropped} of {sent}");
+        assert!(dropped >= 0.15 * sent * reached_workers, "{reason}: {dropped} of {sent}: {}", r["scrubber"]);
     }
     assert!(n("/attack/reached_origin") <= 0.6 * sent + 1.0, "{r}");
     assert!(n("/legit/succeeded") > 0.0 && n("/legit/sources") > 0.0, "{}", r["legit"]);
     let rc = &r["reconciliation"];
+    for key in ["/reconciliation/consumed_by_edge", "/reconciliation/edge_own_to_scrubber"] {
+        assert!(r.pointer(key).is_some_and(|v| v.is_u64()), "{key}: {rc}");
+    }
     let gap = n("/reconciliation/gap").abs();
-    assert!(gap <= 100.0 + 0.002 * n("/reconciliation/sent"), "sent vs received by XDP: {rc}");
+    assert!(gap <= 50.0 + 1e-4 * n("/reconciliation/sent"), "sent vs received by XDP: {rc}");
     assert_eq!(
         n("/reconciliation/xdp_redirected"),
         n("/reconciliation/worker_rx") + n("/reconciliation/socket_dropped"),

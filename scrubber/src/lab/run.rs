@@ -185,10 +185,16 @@ pub struct Reconciliation {
     pub dropped_before_xdp: BTreeMap<String, u64>,
     /// Their sum.
     pub dropped_before_xdp_total: u64,
+    /// Neighbour discovery the attacker and clients sent the edge router (ARP, ICMPv6 ND and
+    /// MLD, counted by nftables on the edge's e-a and e-c): answered there, never forwarded.
+    pub consumed_by_edge: u64,
     /// Frames the XDP program on the scrubber's ingress saw (all its counters).
     pub received_by_xdp: u64,
-    /// `sent - dropped_before_xdp_total - received_by_xdp`: ARP/ND the edge answered itself,
-    /// less the edge's own ARP/ND towards the scrubber, plus anything lost without a counter.
+    /// Of those, the edge router's own neighbour discovery towards the scrubber (counted by
+    /// nftables on e-s egress).
+    pub edge_own_to_scrubber: u64,
+    /// `sent - dropped_before_xdp_total - consumed_by_edge - (received_by_xdp -
+    /// edge_own_to_scrubber)`: frames lost without a counter, or counted twice.
     pub gap: i64,
     /// `gap` as a percentage of `sent`.
     pub gap_pct: f64,
@@ -264,6 +270,31 @@ struct Snap {
     origin: Counters,
     links: Links,
     edge_ip: IpCounters,
+    edge_nd: Counters,
+}
+
+/// nftables table (family netdev) in the edge namespace counting the neighbour discovery that
+/// never crosses the router: what the attacker and clients send it (`consumed`), and what it
+/// sends the scrubber itself (`own`).
+pub const EDGE_TABLE: &str = "reconcile";
+
+/// The edge's reconciliation counters.
+pub fn edge_ruleset() -> String {
+    let nd = "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, \
+              nd-redirect, mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report }";
+    let mut s = format!("table netdev {EDGE_TABLE} {{\n  counter consumed {{ }}\n  counter own {{ }}\n");
+    for (chain, hook, dev, counter) in [
+        ("from_a", "ingress", "e-a", "consumed"),
+        ("from_c", "ingress", "e-c", "consumed"),
+        ("to_s", "egress", "e-s", "own"),
+    ] {
+        s.push_str(&format!(
+            "  chain {chain} {{\n    type filter hook {hook} device \"{dev}\" priority 0; policy accept;\n    \
+             meta protocol arp counter name \"{counter}\" return\n    {nd} counter name \"{counter}\"\n  }}\n"
+        ));
+    }
+    s.push_str("}\n");
+    s
 }
 
 const LINKS: [(Role, &str); 6] = [
@@ -283,6 +314,7 @@ fn snap(lab: &Lab) -> Result<Snap, LabError> {
         origin: lab.origin_counters()?,
         links: Links::read(&which)?,
         edge_ip: IpCounters::read(&lab.ns(Role::Edge))?,
+        edge_nd: super::counters::read(&lab.ns(Role::Edge), "netdev", EDGE_TABLE)?,
     })
 }
 
@@ -313,6 +345,7 @@ pub fn run(o: &RunOptions, bin: &Path, stop: &Arc<AtomicBool>, live: &mut dyn Wr
     };
     super::instance::sweep_orphans();
     let mut lab = Lab::up(opts)?;
+    super::counters::load(&lab.ns(Role::Edge), &edge_ruleset())?;
     lab.start_http()?;
     lab.start_udp_echo(bin)?;
     lab.start_daemon(bin, &[])?;
@@ -370,6 +403,8 @@ pub fn run(o: &RunOptions, bin: &Path, stop: &Arc<AtomicBool>, live: &mut dyn Wr
     report.attack.dst = spec.dst.to_string();
     report.attack.rate_pps = rate;
 
+    // Workers publish every 50 ms: let them catch up with the XDP counters first.
+    thread::sleep(PUBLISH_SETTLE);
     let s0 = snap(&lab)?;
     let progress = Arc::new(LegitProgress::default());
     let legit_stop = Arc::new(AtomicBool::new(false));
@@ -476,6 +511,7 @@ fn finish(report: &mut RunReport, lab: &Lab, s0: &Snap, s1: &Snap, g: &GenReport
     let origin = s1.origin.since(&s0.origin);
     let links = s1.links.since(&s0.links);
     let edge_ip = s1.edge_ip.since(&s0.edge_ip);
+    let edge_nd = s1.edge_nd.since(&s0.edge_nd);
     report.seconds = dt;
 
     report.attack.sent = g.sent;
@@ -527,13 +563,16 @@ fn finish(report: &mut RunReport, lab: &Lab, s0: &Snap, s1: &Snap, g: &GenReport
     .collect();
     let dropped_total: u64 = dropped.values().sum();
     let received = d.xdp.total();
-    let gap = sent as i64 - dropped_total as i64 - received as i64;
+    let (consumed, own) = (edge_nd.packets("consumed"), edge_nd.packets("own"));
+    let gap = sent as i64 - dropped_total as i64 - consumed as i64 - (received as i64 - own as i64);
     report.reconciliation = Reconciliation {
         sent,
         attack_sent: g.sent,
         dropped_before_xdp: dropped,
         dropped_before_xdp_total: dropped_total,
+        consumed_by_edge: consumed,
         received_by_xdp: received,
+        edge_own_to_scrubber: own,
         gap,
         gap_pct: if sent == 0 { 0.0 } else { gap as f64 * 100.0 / sent as f64 },
         hops: [
@@ -629,8 +668,15 @@ pub fn format_report(r: &RunReport) -> String {
     ));
     let rc = &r.reconciliation;
     line(format!(
-        "reconcile      sent {} = at XDP {} + dropped before it {} + gap {} ({:.3} %)",
-        rc.sent, rc.received_by_xdp, rc.dropped_before_xdp_total, rc.gap, rc.gap_pct
+        "reconcile      sent {} = at XDP {} (less the edge's own {}) + dropped before it {} + ARP/ND the edge \
+         answered {} + gap {} ({:.3} %)",
+        rc.sent,
+        rc.received_by_xdp,
+        rc.edge_own_to_scrubber,
+        rc.dropped_before_xdp_total,
+        rc.consumed_by_edge,
+        rc.gap,
+        rc.gap_pct
     ));
     line(format!(
         "  after XDP: redirected {} = worker rx {} + socket drops {} + gap {}",
@@ -652,6 +698,16 @@ mod tests {
         for s in [Scenario::SynFlood, Scenario::UdpAmp, Scenario::QuicFlood] {
             assert!(s.attack().iter().all(|p| MIXED.contains(p)), "{s:?} is part of the mix");
         }
+    }
+
+    #[test]
+    fn edge_ruleset_counts_on_every_edge_link() {
+        let r = edge_ruleset();
+        for dev in ["e-a", "e-c", "e-s"] {
+            assert!(r.contains(&format!("device \"{dev}\"")), "{r}");
+        }
+        assert_eq!(r.matches("counter name \"consumed\"").count(), 4);
+        assert_eq!(r.matches("counter name \"own\"").count(), 2);
     }
 
     #[test]
