@@ -242,8 +242,10 @@ fn start(
     let mut handles = Vec::new();
     for (i, q) in d.queues.iter().enumerate() {
         let egress_pair = egress.as_ref().map(|e| (e.clone(), q.egress_queue.unwrap_or(i as u32)));
-        let io = Io::open(&settings, (&q.interface, q.queue), egress_pair.as_ref().map(|(e, n)| (e.as_str(), *n)))
-            .map_err(|e| StartError(e.to_string()))?;
+        let io = system::retry_busy(Duration::from_secs(2), || {
+            Io::open(&settings, (&q.interface, q.queue), egress_pair.as_ref().map(|(e, n)| (e.as_str(), *n)))
+        })
+        .map_err(|e| StartError(e.to_string()))?;
         let prog = programs.iter().find(|p| p.ifname() == q.interface).expect("a program per ingress interface");
         prog.insert_socket(q.queue, io.ingress_fd()).map_err(|e| StartError(e.to_string()))?;
         let shared = Arc::new(WorkerShared::default());

@@ -3,9 +3,9 @@
 //! A pool of distinct frames (`--flows`) is built once (several profiles mix round-robin) and
 //! written into the UMEM; the loop then replays it at a paced rate (`--rate`, 0 = as fast as the
 //! ring takes them) for `--count` frames or `--seconds`, whichever ends first, printing the rate
-//! each second (optionally pinned to one core, `--core`). Spoofed
-//! sources and the destination must lie in the benchmarking ranges (198.18.0.0/15, 2001:2::/48)
-//! unless `--any-range` is given: a generator pointed at the wrong cable must not flood anyone.
+//! each second (optionally pinned to one core, `--core`). Spoofed sources and the destination
+//! must lie in the benchmarking ranges (198.18.0.0/15, 2001:2::/48) unless `--any-range` is
+//! given: a generator pointed at the wrong cable must not flood anyone.
 
 pub mod profiles;
 
@@ -128,7 +128,8 @@ fn generate(a: &GenArgs) -> Result<(), String> {
     let frames = (a.flows.max(1) as u32).next_power_of_two().clamp(4096, 1 << 16);
     let settings =
         XskSettings { frames, frame_size: 2048, ring_size: 2048, fill_size: 2048, bind: BindMode::Auto, batch: 64 };
-    let mut tx = Transmitter::open(&settings, &a.interface, a.queue).map_err(|e| e.to_string())?;
+    let mut tx = system::retry_busy(Duration::from_secs(2), || Transmitter::open(&settings, &a.interface, a.queue))
+        .map_err(|e| e.to_string())?;
     let loaded = tx.load(&pool);
     if loaded == 0 {
         return Err("no frame fits a UMEM frame".into());

@@ -24,6 +24,7 @@ use super::instance::{Lab, LabError};
 use super::observe::{CoreTimes, PUBLISH_SETTLE, ThreadTimes};
 use super::topo::{LabOptions, Role, SCRUB_IN0_V4};
 use super::traffic::GenSpec;
+use dataplane::Cidr;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -173,16 +174,24 @@ pub struct BenchReport {
 }
 
 /// The nftables ruleset making, in scrub:in0's netdev ingress hook, the checks of the pipeline's
-/// baseline filters that nftables can express (TTL / hop limit 0, TCP flag abuse) and a deny-set
-/// lookup for the lab's protected prefixes, then dropping.
-pub fn nft_ruleset() -> String {
-    r#"table netdev scrubbench {
-  set deny4 { type ipv4_addr; flags interval; elements = { 203.0.113.0/24 } }
-  counter checked { }
-  counter dropped { }
-  chain in0 {
+/// baseline filters that nftables can express (TTL / hop limit 0, TCP flag abuse) and a lookup of
+/// the config's deny list (`deny`) for the lab's protected prefixes, then dropping.
+pub fn nft_ruleset(deny: &[Cidr]) -> String {
+    let set = |v4: bool| {
+        let elems: Vec<String> = deny.iter().filter(|c| c.is_v4() == v4).map(|c| c.to_string()).collect();
+        let ty = if v4 { "ipv4_addr" } else { "ipv6_addr" };
+        let elements = if elems.is_empty() { String::new() } else { format!(" elements = {{ {} }}", elems.join(", ")) };
+        format!("{{ type {ty}; flags interval; auto-merge;{elements} }}")
+    };
+    format!(
+        r#"table netdev scrubbench {{
+  set deny4 {}
+  set deny6 {}
+  counter checked {{ }}
+  counter dropped {{ }}
+  chain in0 {{
     type filter hook ingress device "in0" priority 0; policy accept;
-    meta protocol != { ip, ip6 } accept
+    meta protocol != {{ ip, ip6 }} accept
     meta protocol ip ip daddr != 198.18.100.0/24 accept
     meta protocol ip6 ip6 daddr != 2001:2:0:100::/64 accept
     counter name "checked"
@@ -193,11 +202,29 @@ pub fn nft_ruleset() -> String {
     tcp flags & (syn | rst) == syn | rst drop
     tcp flags & (fin | psh | urg) == fin | psh | urg drop
     ip saddr @deny4 drop
+    ip6 saddr @deny6 drop
     counter name "dropped" drop
-  }
+  }}
+}}
+"#,
+        set(true),
+        set(false)
+    )
 }
-"#
-    .to_string()
+
+/// The deny list of `config` (inline entries and list files, relative to the config's directory).
+pub fn deny_list(config: &Path) -> Result<Vec<Cidr>, LabError> {
+    let c = control::Config::load(config).map_err(|e| LabError::Invalid(e.to_string()))?;
+    let dir = config.parent().unwrap_or(Path::new("."));
+    let mut v: Vec<Cidr> = Vec::new();
+    for d in &c.policy.deny {
+        v.push(d.parse().map_err(|e| LabError::Invalid(format!("policy.deny {d}: {e}")))?);
+    }
+    for f in &c.policy.deny_files {
+        let p = if f.is_absolute() { f.clone() } else { dir.join(f) };
+        v.extend(control::lists::load_prefix_list(&p).map_err(|e| LabError::Invalid(e.to_string()))?);
+    }
+    Ok(v)
 }
 
 fn compile_sink(dir: &Path) -> Result<PathBuf, LabError> {
@@ -291,7 +318,8 @@ impl Bench<'_> {
 
     fn measure_nft(&mut self, round: usize) -> Result<Measure, LabError> {
         let scrub = self.lab.ns(Role::Scrub);
-        super::counters::load(&scrub, &nft_ruleset())?;
+        let deny = deny_list(&self.lab.state().daemon.source_config)?;
+        super::counters::load(&scrub, &nft_ruleset(&deny))?;
         let result = (|| {
             self.send(1.0)?;
             super::counters::reset(&scrub, "netdev", "scrubbench")?;
@@ -524,8 +552,14 @@ mod tests {
 
     #[test]
     fn nft_ruleset_hooks_in0_and_counts() {
-        let r = nft_ruleset();
+        let r = nft_ruleset(&["198.19.0.1/32".parse().unwrap(), "2001:2:0:ff::/64".parse().unwrap()]);
         assert!(r.contains(r#"hook ingress device "in0""#));
+        assert!(
+            r.contains("set deny4 { type ipv4_addr; flags interval; auto-merge; elements = { 198.19.0.1/32 } }"),
+            "{r}"
+        );
+        assert!(r.contains("elements = { 2001:2:0:ff::/64 }"), "{r}");
+        assert!(nft_ruleset(&[]).contains("set deny4 { type ipv4_addr; flags interval; auto-merge; }"));
         assert!(r.contains(r#"counter name "checked""#) && r.contains(r#"counter name "dropped" drop"#));
     }
 }
