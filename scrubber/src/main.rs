@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod check;
-#[allow(dead_code)]
-mod ctl;
 mod daemon;
 mod generator;
 mod sim;
@@ -38,6 +36,9 @@ enum Command {
         /// Control socket path (overrides daemon.control_socket).
         #[arg(long)]
         control_socket: Option<PathBuf>,
+        /// Benchmark floor: workers skip the pipeline and only rewrite MAC addresses (l2 mode).
+        #[arg(long)]
+        forwarder_only: bool,
     },
     /// Transmit generated traffic from an interface through AF_XDP.
     Gen(generator::GenArgs),
@@ -64,11 +65,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check::run(&config),
-        Command::Run { config, log_format, control_socket } => {
+        Command::Run { config, log_format, control_socket, forwarder_only } => {
             let format = log_format.map(|f| {
                 if f == "json" { control::config::LogFormat::Json } else { control::config::LogFormat::Human }
             });
-            daemon::run(&config, format, control_socket)
+            daemon::run(&config, format, control_socket, forwarder_only)
         }
         Command::Gen(args) => generator::run(&args),
         Command::Sim { config, frames, json } => sim::run(&config, frames, json),

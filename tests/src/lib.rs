@@ -19,8 +19,10 @@ pub use scrubber::lab::clients::{
     CurlReport, CurlResult, DigResult, Hping, HpingMode, LinkStats, Sent, curl_many, dig, hping3, http_url, link_stats,
     ping,
 };
+pub use scrubber::lab::observe::{GenReport, PUBLISH_SETTLE, ScrubStats, XdpStats};
 pub use scrubber::lab::services::{ProbeReport, parse_sources};
 pub use scrubber::lab::topo::{self, GreImpl, VlanImpl, client_sources_v4, client_sources_v6};
+pub use scrubber::lab::traffic::GenSpec;
 pub use scrubber::lab::{self, Cmd, CmdError, Counters, Lab, LabOptions, Output, Role, exec, exec_in};
 
 /// Programs the root tests run.
@@ -157,6 +159,36 @@ impl TestLab {
         serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("udp-probe output {:?}: {e}", out.stdout))
     }
 
+    /// The lab with origin's services and the scrubber daemon running.
+    pub fn with_daemon(f: impl FnOnce(LabOptions) -> LabOptions) -> TestLab {
+        let mut t = TestLab::with_services(f);
+        t.start_scrubber();
+        t
+    }
+
+    /// Starts the daemon (`scrubber run`) in the scrub namespace; panics with its log.
+    pub fn start_scrubber(&mut self) {
+        let started = Instant::now();
+        self.start_daemon(scrubber_bin(), &[]).unwrap_or_else(|e| panic!("start the daemon: {e}"));
+        eprintln!("daemon pid {:?} up in {:?}", self.daemon_pid(), started.elapsed());
+    }
+
+    /// One request on the daemon's control socket (panics with the error).
+    pub fn control(&self, cmd: &str, args: serde_json::Value) -> serde_json::Value {
+        self.ctl(cmd, args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The daemon's counters once its workers have published the latest ones.
+    pub fn stats(&self) -> ScrubStats {
+        std::thread::sleep(PUBLISH_SETTLE);
+        self.scrub_stats().unwrap_or_else(|e| panic!("stats: {e}"))
+    }
+
+    /// Runs the generator to completion (panics with its error).
+    pub fn generate(&self, spec: &GenSpec) -> GenReport {
+        self.run_gen(scrubber_bin(), spec).unwrap_or_else(|e| panic!("gen {:?}: {e}", spec.profiles))
+    }
+
     /// Origin's counters (panics with the nft error).
     pub fn counters(&self) -> Counters {
         self.origin_counters().unwrap_or_else(|e| panic!("origin counters: {e}"))
@@ -208,6 +240,54 @@ pub fn capture(
         .netns(ns)
         .timeout(timeout);
     std::thread::spawn(move || c.run())
+}
+
+/// Polls `f` every 10 ms until it returns `Some`, or panics naming `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A lab config file made from `configs/lab.toml` with text replaced; removed when dropped.
+#[derive(Debug)]
+pub struct TempConfig(pub PathBuf);
+
+impl TempConfig {
+    /// `configs/lab.toml` with each `(from, to)` replaced (each `from` must occur).
+    pub fn lab_with(replace: &[(&str, &str)]) -> TempConfig {
+        let src = scrubber::lab::config::default_source();
+        let mut text = std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+        for (from, to) in replace {
+            assert!(text.contains(from), "{} has no `{from}`", src.display());
+            text = text.replace(from, to);
+        }
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "scrubber-test-{}-{}.toml",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        TempConfig(path)
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Whether an XDP program is attached to `dev` in `ns` (`ip -d link show`).
+pub fn xdp_attached(ns: &str, dev: &str) -> bool {
+    let out = Cmd::new("ip").args(&["-d", "link", "show", "dev", dev]).netns(ns).run().expect("ip link show");
+    out.stdout.contains("prog/xdp") || out.stdout.split_whitespace().any(|w| w.starts_with("xdp"))
 }
 
 /// Asserts that lab `id` left nothing behind (namespaces, state directory, stray links).

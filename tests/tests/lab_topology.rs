@@ -5,6 +5,7 @@
 //! (asymmetric) or through it (`--symmetric`). The attack marker (DSCP CS1) must be counted in
 //! origin for marked packets only. Every variant must come up and leave nothing behind.
 
+use serde_json::Value;
 use std::net::IpAddr;
 use std::time::Duration;
 use tests::topo::{ORIGIN_V4, ORIGIN_V6, SCRUB_IN0_V4, SCRUB_IN0_V6, UNPROTECTED_V4, UNPROTECTED_V6};
@@ -301,8 +302,8 @@ fn cli(args: &[&str]) -> tests::Output {
     Cmd::new(bin).args(args).timeout(Duration::from_secs(60)).ok_codes(&[0, 1]).run().expect("scrubber lab")
 }
 
-/// `scrubber lab up/status/down`: up returns leaving the lab running; status --json has every
-/// host and the daemon's reserved paths; a second up is refused without harming the first;
+/// `scrubber lab up/status/down`: up returns leaving the lab and its daemon running; status
+/// --json has every host and the daemon's paths; a second up is refused without harming the first;
 /// down works with the state file gone (a crash), is idempotent, and leaves nothing.
 #[test]
 fn cli_up_status_down_survive_a_crash() {
@@ -339,7 +340,12 @@ fn cli_up_status_down_survive_a_crash() {
     assert_eq!(d["log"], format!("{dir}/daemon.log"));
     assert_eq!(d["metrics"], "127.0.0.1:9477");
     assert_eq!(d["namespace"], format!("scrb{id}-scrub"));
-    assert!(d["pid"].is_null());
+    // `lab up` starts the daemon unless `--no-daemon`.
+    let pid = d["pid"].as_u64().expect("daemon pid") as u32;
+    assert!(lab::instance::pid_alive(pid));
+    let st = lab::observe::ctl(std::path::Path::new(d["control_socket"].as_str().unwrap()), "status", Value::Null)
+        .expect("control socket");
+    assert_eq!(st["forward"], "gre", "{st}");
     let cfg =
         control::check_file(std::path::Path::new(d["config"].as_str().unwrap())).expect("generated config checks").0;
     assert!(cfg.forward.symmetric);
@@ -360,10 +366,11 @@ fn cli_up_status_down_survive_a_crash() {
     std::fs::remove_file(format!("{dir}/state.json")).unwrap();
     let down = cli(&["lab", "down", "--id", &id]);
     assert_eq!(down.code, 0, "{}", down.stderr);
-    // http and udp-echo, plus the userspace GRE endpoint where the kernel has no GRE.
-    let procs = if s["gre_impl"] == "userspace" { 3 } else { 2 };
+    // http, udp-echo and the daemon, plus the userspace GRE endpoint where the kernel has no GRE.
+    let procs = if s["gre_impl"] == "userspace" { 4 } else { 3 };
     assert!(down.stdout.contains(&format!("removed 5 namespaces, stopped {procs} processes")), "{}", down.stdout);
     assert_no_leftovers(&id);
+    assert!(!lab::instance::pid_alive(pid), "down stopped the daemon");
     let down2 = cli(&["lab", "down", "--id", &id]);
     assert_eq!(down2.code, 0);
     assert!(down2.stdout.contains("nothing to remove"), "{}", down2.stdout);

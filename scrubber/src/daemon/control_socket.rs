@@ -221,6 +221,7 @@ fn status(d: &Daemon) -> Value {
         "config": d.config_path.display().to_string(),
         "fail": format!("{:?}", d.config.dataplane.fail).to_lowercase(),
         "forward": format!("{:?}", d.config.forward.mode).to_lowercase(),
+        "forwarder_only": d.forwarder_only,
         "policy_generation": d.cell.load().generation,
         "programs": d.programs.iter().map(|p| json!({
             "interface": p.ifname(), "mode": p.mode().to_string(), "taken_over": p.taken_over(),

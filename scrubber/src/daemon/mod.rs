@@ -75,6 +75,8 @@ pub struct Daemon {
     pub shared: Arc<dataplane::pipeline::Shared>,
     /// The running capture, if any.
     pub captures: capture::Captures,
+    /// Workers run the minimal forwarder (MAC rewrite only, no pipeline): a benchmark floor.
+    pub forwarder_only: bool,
 }
 
 impl Daemon {
@@ -124,7 +126,12 @@ fn init_logging(format: LogFormat) {
 }
 
 /// The daemon's entry point.
-pub fn run(path: &Path, log_format: Option<LogFormat>, control_socket: Option<PathBuf>) -> ExitCode {
+pub fn run(
+    path: &Path,
+    log_format: Option<LogFormat>,
+    control_socket: Option<PathBuf>,
+    forwarder_only: bool,
+) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -133,7 +140,7 @@ pub fn run(path: &Path, log_format: Option<LogFormat>, control_socket: Option<Pa
         }
     };
     init_logging(log_format.unwrap_or(config.daemon.log_format));
-    match start(path, config, control_socket) {
+    match start(path, config, control_socket, forwarder_only) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
@@ -150,8 +157,16 @@ pub fn xdp_classes(policy: &Policy, own: &[dataplane::Addr]) -> Vec<(dataplane::
     v
 }
 
-fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Result<(), StartError> {
+fn start(
+    path: &Path,
+    mut config: Config,
+    control_socket: Option<PathBuf>,
+    forwarder_only: bool,
+) -> Result<(), StartError> {
     system::preflight()?;
+    if forwarder_only && config.forward.mode != ForwardModeConfig::L2 {
+        return Err(StartError("--forwarder-only rewrites MAC addresses only: it needs forward.mode = \"l2\"".into()));
+    }
     if let Some(p) = control_socket {
         config.daemon.control_socket = p;
     }
@@ -213,6 +228,7 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
     // A key changed by the first reload keeps this one valid for a period.
     state.facts.syn_previous = Some(policy.syn.clone());
     let classes = xdp_classes(&policy, &own);
+    let macs = (policy.forward.next_hop_mac, policy.forward.src_mac);
     let cell = policy::cell(policy);
 
     // XDP programs.
@@ -266,8 +282,10 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
     let mut handles = Vec::new();
     for (i, q) in d.queues.iter().enumerate() {
         let egress_pair = egress.as_ref().map(|e| (e.clone(), q.egress_queue.unwrap_or(i as u32)));
-        let io = Io::open(&settings, (&q.interface, q.queue), egress_pair.as_ref().map(|(e, n)| (e.as_str(), *n)))
-            .map_err(|e| StartError(e.to_string()))?;
+        let io = system::retry_busy(Duration::from_secs(2), || {
+            Io::open(&settings, (&q.interface, q.queue), egress_pair.as_ref().map(|(e, n)| (e.as_str(), *n)))
+        })
+        .map_err(|e| StartError(e.to_string()))?;
         let prog = programs.iter().find(|p| p.ifname() == q.interface).expect("a program per ingress interface");
         prog.insert_socket(q.queue, io.ingress_fd()).map_err(|e| StartError(e.to_string()))?;
         let shared_worker = Arc::new(WorkerShared::default());
@@ -300,7 +318,11 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
                 {
                     warn!(core = c, "could not pin the worker");
                 }
-                worker::run(io, pipeline, shared_worker, now);
+                if forwarder_only {
+                    worker::run_minimal(io, macs.0, macs.1, shared_worker, now);
+                } else {
+                    worker::run(io, pipeline, shared_worker, now);
+                }
             })
             .map_err(|e| StartError(format!("cannot start a worker thread: {e}")))?;
         handles.push(handle);
@@ -318,7 +340,11 @@ fn start(path: &Path, mut config: Config, control_socket: Option<PathBuf>) -> Re
         rates: rates::Rates::default(),
         shared,
         captures: capture::Captures::default(),
+        forwarder_only,
     });
+    if forwarder_only {
+        warn!("forwarder only: workers rewrite MAC addresses and forward everything, unchecked (a benchmark floor)");
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

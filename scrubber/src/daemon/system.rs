@@ -123,3 +123,18 @@ pub fn random_seed() -> Result<[u64; 4], StartError> {
     }
     Ok(seed)
 }
+
+/// Runs `open` (binding AF_XDP sockets) again while it fails with EBUSY, for up to `wait`: the
+/// kernel releases a closed socket's hold on its queue a moment after the process that had it
+/// exits, so a restart (or the next generator) can find the queue still taken.
+pub fn retry_busy<T, E: std::fmt::Display>(wait: Duration, mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match open() {
+            Err(e) if e.to_string().contains("os error 16") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,10 +1,11 @@
 //! `scrubber gen`: an AF_XDP transmit generator (pktgen-like) for the lab and for benchmarks.
 //!
-//! A pool of distinct frames (`--flows`) is built once per profile and written into the UMEM;
-//! the loop then replays it at a paced rate (`--rate`, 0 = as fast as the ring takes them) for
-//! `--count` frames or `--seconds`, whichever ends first, printing the rate each second. Spoofed
-//! sources and the destination must lie in the benchmarking ranges (198.18.0.0/15, 2001:2::/48)
-//! unless `--any-range` is given: a generator pointed at the wrong cable must not flood anyone.
+//! A pool of distinct frames (`--flows`) is built once (several profiles mix round-robin) and
+//! written into the UMEM; the loop then replays it at a paced rate (`--rate`, 0 = as fast as the
+//! ring takes them) for `--count` frames or `--seconds`, whichever ends first, printing the rate
+//! each second (optionally pinned to one core, `--core`). Spoofed sources and the destination
+//! must lie in the benchmarking ranges (198.18.0.0/15, 2001:2::/48) unless `--any-range` is
+//! given: a generator pointed at the wrong cable must not flood anyone.
 
 pub mod profiles;
 
@@ -26,9 +27,9 @@ pub struct GenArgs {
     /// TX queue.
     #[arg(long, default_value_t = 0)]
     pub queue: u32,
-    /// Traffic profile.
-    #[arg(long, value_enum, default_value = "udp")]
-    pub profile: Profile,
+    /// Traffic profile; several, comma-separated, mix their frames round-robin in one pool.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "udp")]
+    pub profile: Vec<Profile>,
     /// Spoofed source range.
     #[arg(long, default_value = "198.18.1.0/24")]
     pub src: String,
@@ -80,6 +81,9 @@ pub struct GenArgs {
     /// Quiet: no per-second lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Pin the transmit loop to this CPU core.
+    #[arg(long)]
+    pub core: Option<usize>,
 }
 
 fn in_lab(addr: IpAddr) -> bool {
@@ -123,8 +127,9 @@ fn generate(a: &GenArgs) -> Result<(), String> {
         ),
         None => None,
     };
-    let spec = Spec {
-        profile: a.profile,
+    let mix = if a.profile.is_empty() { vec![Profile::Udp] } else { a.profile.clone() };
+    let mut spec = Spec {
+        profile: mix[0],
         src,
         dst: a.dst,
         dport: a.dport,
@@ -133,23 +138,32 @@ fn generate(a: &GenArgs) -> Result<(), String> {
         macs: (src_mac, dst_mac),
         vector,
         quic: a.quic_kind,
-        quic_template: if a.profile == Profile::QuicInitial { profiles::quic_template() } else { Vec::new() },
+        quic_template: if mix.contains(&Profile::QuicInitial) { profiles::quic_template() } else { Vec::new() },
     };
     let mut rng = Rng::new(a.seed);
     let mut pool: Vec<Vec<u8>> = Vec::with_capacity(a.flows.max(1));
+    let mut i = 0;
     while pool.len() < a.flows.max(1) {
+        spec.profile = mix[i % mix.len()];
         pool.extend(profiles::frames(&spec, &mut rng));
+        i += 1;
     }
 
     let frames = (a.flows.max(1) as u32).next_power_of_two().clamp(4096, 1 << 16);
     let settings =
         XskSettings { frames, frame_size: 2048, ring_size: 2048, fill_size: 2048, bind: BindMode::Auto, batch: 64 };
-    let mut tx = Transmitter::open(&settings, &a.interface, a.queue).map_err(|e| e.to_string())?;
+    let mut tx = system::retry_busy(Duration::from_secs(2), || Transmitter::open(&settings, &a.interface, a.queue))
+        .map_err(|e| e.to_string())?;
     let loaded = tx.load(&pool);
     if loaded == 0 {
         return Err("no frame fits a UMEM frame".into());
     }
 
+    if let Some(c) = a.core
+        && !core_affinity::set_for_current(core_affinity::CoreId { id: c })
+    {
+        return Err(format!("--core {c}: cannot pin the generator to that core"));
+    }
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(a.seconds.max(0.0));
     let mut last_print = started;
@@ -189,7 +203,7 @@ fn generate(a: &GenArgs) -> Result<(), String> {
     let ring = tx.ring_stats();
     let report = json!({
         "interface": a.interface,
-        "profile": format!("{:?}", a.profile),
+        "profile": mix.iter().map(|p| p.name()).collect::<Vec<_>>().join(","),
         "sent": tx.sent(),
         "seconds": seconds,
         "pps": tx.sent() as f64 / seconds.max(1e-9),

@@ -19,6 +19,10 @@ pub enum Profile {
     UdpAmp,
     /// Clean-looking TCP ACKs and UDP from many sources.
     LegitMix,
+    /// TCP FIN+PSH+URG segments (XMAS scan) from spoofed sources and ports.
+    TcpXmas,
+    /// TCP segments with no flags at all (NULL scan) from spoofed sources and ports.
+    TcpNull,
     /// QUIC Initial floods: junk, too short, random DCIDs failing authentication, replays of one
     /// valid Initial, short-header junk (to `--dport`, 443 by default for this profile).
     QuicInitial,
@@ -41,6 +45,33 @@ pub enum QuicKind {
     ShortHeaderJunk,
     /// Valid first Initials, each with a fresh DCID (a legitimate-looking connection flood).
     Valid,
+}
+
+impl Profile {
+    /// Every profile.
+    #[cfg(test)]
+    pub const ALL: [Profile; 7] = [
+        Profile::Udp,
+        Profile::SynFlood,
+        Profile::UdpAmp,
+        Profile::LegitMix,
+        Profile::TcpXmas,
+        Profile::TcpNull,
+        Profile::QuicInitial,
+    ];
+
+    /// The name on the command line (`--profile`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Udp => "udp",
+            Profile::SynFlood => "syn-flood",
+            Profile::UdpAmp => "udp-amp",
+            Profile::LegitMix => "legit-mix",
+            Profile::TcpXmas => "tcp-xmas",
+            Profile::TcpNull => "tcp-null",
+            Profile::QuicInitial => "quic-initial",
+        }
+    }
 }
 
 /// Deterministic generator (xorshift64*).
@@ -106,6 +137,9 @@ pub struct Spec {
     pub quic_template: Vec<u8>,
 }
 
+/// UDP port QUIC Initials are sent to.
+pub const QUIC_PORT: u16 = 443;
+
 /// The valid client Initial a `quic-initial` flood replays (deterministic).
 pub fn quic_template() -> Vec<u8> {
     quic::craft::generate(&quic::keys::KeySchedule::new(), quic::craft::Kind::Valid, 0x7e57, None)
@@ -152,7 +186,7 @@ pub fn frames(spec: &Spec, rng: &mut Rng) -> Vec<Vec<u8>> {
             };
             let schedule = quic::keys::KeySchedule::new();
             let payload = quic::craft::generate(&schedule, kind, rng.next(), Some(&spec.quic_template));
-            Packet::udp(src, sport, spec.dst, spec.dport).payload(&payload)
+            Packet::udp(src, sport, spec.dst, QUIC_PORT).payload(&payload)
         }
         Profile::LegitMix => {
             if rng.next().is_multiple_of(2) {
@@ -161,6 +195,9 @@ pub fn frames(spec: &Spec, rng: &mut Rng) -> Vec<Vec<u8>> {
                 Packet::udp(src, sport, spec.dst, spec.dport).payload(&[0x42; 64])
             }
         }
+        // FIN+PSH+URG.
+        Profile::TcpXmas => Packet::tcp(src, sport, spec.dst, spec.dport).flags(0x29).seq_ack(rng.next() as u32, 0),
+        Profile::TcpNull => Packet::tcp(src, sport, spec.dst, spec.dport).flags(0).seq_ack(rng.next() as u32, 0),
     };
     vec![p.macs(spec.macs.0, spec.macs.1).dscp(spec.dscp).build()]
 }
@@ -188,7 +225,7 @@ mod tests {
     #[test]
     fn frames_parse_and_stay_in_their_ranges() {
         let mut rng = Rng::new(7);
-        for profile in [Profile::Udp, Profile::SynFlood, Profile::UdpAmp, Profile::LegitMix, Profile::QuicInitial] {
+        for profile in Profile::ALL {
             for (src, dst) in [("198.18.1.0/24", "198.18.100.10"), ("2001:2:0:1::/64", "2001:2:0:100::10")] {
                 let s = spec(profile, src, dst);
                 for f in (0..50).flat_map(|_| frames(&s, &mut rng)) {
@@ -200,6 +237,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn flag_scans_and_quic_initials_look_the_part() {
+        let mut rng = Rng::new(3);
+        let xmas = &frames(&spec(Profile::TcpXmas, "198.18.1.0/24", "198.18.100.10"), &mut rng)[0];
+        assert_eq!(parse(xmas).unwrap().unwrap().tcp_flags & 0x3f, 0x29);
+        let null = &frames(&spec(Profile::TcpNull, "198.18.1.0/24", "198.18.100.10"), &mut rng)[0];
+        assert_eq!(parse(null).unwrap().unwrap().tcp_flags, 0);
+        let (mut full, mut short, mut short_header) = (0, 0, 0);
+        for _ in 0..200 {
+            let f = &frames(&spec(Profile::QuicInitial, "198.18.1.0/24", "198.18.100.10"), &mut rng)[0];
+            let info = parse(f).unwrap().unwrap();
+            assert_eq!(info.dst_port, QUIC_PORT);
+            let quic = &f[usize::from(info.payload_offset)..];
+            if quic[0] & 0x80 == 0 {
+                short_header += 1;
+            } else if quic.len() >= 1200 {
+                full += 1;
+            } else {
+                short += 1;
+            }
+        }
+        assert!(
+            full > 60 && short > 20 && short_header > 20,
+            "{full} full, {short} short, {short_header} short-header"
+        );
     }
 
     #[test]

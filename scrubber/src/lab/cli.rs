@@ -1,6 +1,8 @@
 //! `scrubber lab ...`: the command-line side of the lab.
 
+use super::bench::{self, BenchOptions};
 use super::instance::{self, Lab};
+use super::run::{self, RunOptions, Scenario};
 use super::services::{self, ProbeOptions};
 use super::state::LabState;
 use super::topo::LabOptions;
@@ -8,6 +10,8 @@ use clap::Subcommand;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// `scrubber lab` subcommands.
@@ -30,9 +34,10 @@ pub enum LabCommand {
         /// Give origin a GRE endpoint (gre1) and the daemon GRE forwarding.
         #[arg(long)]
         gre: bool,
-        /// Also start the scrubber daemon in the scrub namespace (`scrubber run`).
+        /// Do not start the scrubber daemon (`scrubber run`) in the scrub namespace: the kernel
+        /// routes there, the fail-open path.
         #[arg(long)]
-        daemon: bool,
+        no_daemon: bool,
         /// Do not start origin's HTTP and UDP services.
         #[arg(long)]
         no_services: bool,
@@ -51,6 +56,60 @@ pub enum LabCommand {
         /// Instance id.
         #[arg(long, default_value = "0")]
         id: String,
+    },
+    /// Run a scenario end to end: build a lab, start the daemon, measure the lab's ceiling, attack
+    /// at 70 % of it while real clients use origin's services; a table row each second, then a
+    /// report. Removes everything at the end, on failure and on Ctrl-C.
+    Run {
+        /// What to send.
+        #[arg(long, value_enum, default_value = "mixed")]
+        scenario: Scenario,
+        /// Seconds of traffic.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Attack rate in packets per second (default: 70 % of the measured ceiling).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Print the report as JSON on stdout (the live table goes to stderr).
+        #[arg(long)]
+        json: bool,
+        /// Route origin -> client back through the scrubber.
+        #[arg(long)]
+        symmetric: bool,
+        /// Daemon config to adapt (default `configs/lab.toml`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Instance id.
+        #[arg(long, default_value = "run")]
+        id: String,
+        /// Core to pin the generator to (the lab config pins the worker to core 1).
+        #[arg(long, default_value_t = 0)]
+        gen_core: usize,
+    },
+    /// Measure the AF_XDP path's cost per packet at one fixed rate: a minimal forwarder, bypass,
+    /// full checks, and nftables dropping in the netdev ingress hook (what `make bench-lab` runs).
+    Bench {
+        /// Offered rate, packets per second.
+        #[arg(long, default_value_t = 200_000)]
+        rate: u64,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Measurements per mode (interleaved; ratios are paired by round).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Daemon config to adapt (default `configs/lab.toml`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Instance id.
+        #[arg(long, default_value = "bench")]
+        id: String,
+        /// Core to pin the generator to (the lab config pins the worker to core 1).
+        #[arg(long, default_value_t = 0)]
+        gen_core: usize,
     },
     /// (Runs inside origin) serve the UDP sequence service until killed.
     UdpEcho {
@@ -84,9 +143,9 @@ pub enum LabCommand {
 /// Runs a `scrubber lab` subcommand.
 pub fn run(cmd: LabCommand) -> ExitCode {
     match cmd {
-        LabCommand::Up { id, config, symmetric, vlan, gre, daemon, no_services } => {
+        LabCommand::Up { id, config, symmetric, vlan, gre, no_daemon, no_services } => {
             let opts = LabOptions { id, symmetric, vlan, gre, config, owner_pid: None };
-            up(opts, daemon, !no_services)
+            up(opts, !no_daemon, !no_services)
         }
         LabCommand::Status { id, json } => match instance::status(&id) {
             Ok(s) if json => {
@@ -115,6 +174,14 @@ pub fn run(cmd: LabCommand) -> ExitCode {
             }
             Err(e) => fail(e),
         },
+        LabCommand::Run { scenario, seconds, rate, json, symmetric, config, id, gen_core } => {
+            let o = RunOptions { id, scenario, seconds, rate, symmetric, config, gen_core };
+            lab_run(&o, json)
+        }
+        LabCommand::Bench { rate, seconds, rounds, json, config, id, gen_core } => {
+            let o = BenchOptions { id, rate, seconds, rounds, config, gen_core };
+            lab_bench(&o, json)
+        }
         LabCommand::UdpEcho { binds } => match services::udp_echo(&binds) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),
@@ -140,6 +207,76 @@ pub fn run(cmd: LabCommand) -> ExitCode {
 fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::FAILURE
+}
+
+/// Ctrl-C and SIGTERM set the returned flag instead of killing the process, so a run can
+/// remove what it made.
+fn stop_flag() -> Result<Arc<AtomicBool>, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal handler: {e}"))?;
+    }
+    Ok(stop)
+}
+
+fn finish<T>(result: Result<T, instance::LabError>, stop: &AtomicBool, print: impl FnOnce(T)) -> ExitCode {
+    match result {
+        Ok(r) => {
+            print(r);
+            ExitCode::SUCCESS
+        }
+        Err(e) if stop.load(Ordering::Relaxed) => {
+            eprintln!("interrupted ({e}); the lab was removed");
+            ExitCode::from(130)
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn lab_run(o: &RunOptions, json: bool) -> ExitCode {
+    let bin = match std::env::current_exe() {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot find the scrubber binary: {e}")),
+    };
+    let stop = match stop_flag() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let result = if json {
+        run::run(o, &bin, &stop, &mut std::io::stderr())
+    } else {
+        run::run(o, &bin, &stop, &mut std::io::stdout())
+    };
+    finish(result, &stop, |r| {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        } else {
+            print!("{}", run::format_report(&r));
+        }
+    })
+}
+
+fn lab_bench(o: &BenchOptions, json: bool) -> ExitCode {
+    let bin = match std::env::current_exe() {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot find the scrubber binary: {e}")),
+    };
+    let stop = match stop_flag() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let result = if json {
+        bench::run(o, &bin, &stop, &mut std::io::stderr())
+    } else {
+        bench::run(o, &bin, &stop, &mut std::io::stdout())
+    };
+    finish(result, &stop, |r| {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        } else {
+            print!("{}", bench::format_report(&r));
+        }
+    })
 }
 
 fn up(opts: LabOptions, daemon: bool, services: bool) -> ExitCode {

@@ -33,9 +33,21 @@ pub fn adapt(mut config: Config, opts: &LabOptions, dir: &Path) -> Config {
     config
 }
 
+/// Makes the list files of `config` (read relative to the config file) absolute, resolving
+/// relative ones against `base`, the directory of the file they were written in.
+pub fn absolute_list_files(config: &mut Config, base: &Path) {
+    for f in config.policy.deny_files.iter_mut().chain(config.policy.allow_files.iter_mut()) {
+        if f.is_relative() {
+            *f = base.join(&*f);
+        }
+    }
+}
+
 /// Reads `source`, adapts it, writes `dir/lab.toml`, and checks the result. Returns its path.
 pub fn generate(source: &Path, opts: &LabOptions, dir: &Path) -> Result<PathBuf, String> {
-    let config = Config::load(source).map_err(|e| e.to_string())?;
+    let mut config = Config::load(source).map_err(|e| e.to_string())?;
+    // The generated file lives elsewhere: list files named relative to the source must still be found.
+    absolute_list_files(&mut config, source.parent().unwrap_or(Path::new(".")));
     let config = adapt(config, opts, dir);
     let path = dir.join("lab.toml");
     let text = format!(
@@ -65,6 +77,16 @@ mod tests {
         assert_eq!(c.forward.mode, ForwardModeConfig::Gre);
         assert_eq!(c.forward.gre_local.as_deref(), Some("198.18.0.5"));
         assert!(c.prefixes.iter().all(|p| p.gre_endpoint.as_deref() == Some("198.18.0.6")));
+        // A source naming a deny list relative to itself.
+        let src_dir = dir.join("src");
+        std::fs::create_dir_all(&src_dir).unwrap();
+        std::fs::write(src_dir.join("drop.txt"), "198.19.0.0/24\n").unwrap();
+        let text = std::fs::read_to_string(default_source())
+            .unwrap()
+            .replace("bogon_exempt = [", "deny_files = [\"drop.txt\"]\nbogon_exempt = [");
+        std::fs::write(src_dir.join("lab.toml"), text).unwrap();
+        let p = generate(&src_dir.join("lab.toml"), &LabOptions::new("7"), &dir).unwrap();
+        assert_eq!(Config::load(&p).unwrap().policy.deny_files, [src_dir.join("drop.txt")]);
         let plain = generate(&default_source(), &LabOptions::new("7"), &dir).unwrap();
         let c = Config::load(&plain).unwrap();
         assert_eq!((c.forward.mode, c.forward.symmetric), (ForwardModeConfig::L2, false));

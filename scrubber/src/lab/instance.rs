@@ -670,6 +670,39 @@ impl Lab {
         self.children.retain_mut(|(_, c)| !matches!(c.try_wait(), Ok(Some(_))));
     }
 
+    /// The daemon's process id while it runs.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.state.daemon.pid.filter(|p| pid_alive(*p))
+    }
+
+    /// Sends one request to the daemon's control socket and returns its `result`.
+    pub fn ctl(&self, cmd: &str, args: serde_json::Value) -> Result<serde_json::Value, LabError> {
+        super::observe::ctl(&self.state.daemon.control_socket, cmd, args)
+            .map_err(|e| LabError::Invalid(format!("control socket `{cmd}`: {e}")))
+    }
+
+    /// The daemon's counters now (they trail the traffic by up to 50 ms:
+    /// [`super::observe::PUBLISH_SETTLE`]).
+    pub fn scrub_stats(&self) -> Result<super::observe::ScrubStats, LabError> {
+        self.ctl("stats", serde_json::json!({})).map(|v| super::observe::ScrubStats::from_json(&v))
+    }
+
+    /// Turns bypass on or off (forward everything unchecked).
+    pub fn set_bypass(&self, on: bool) -> Result<(), LabError> {
+        self.ctl("bypass", serde_json::json!({"on": on})).map(|_| ())
+    }
+
+    /// The command that runs the generator `spec` with binary `bin` in its namespace.
+    pub fn gen_cmd(&self, bin: &Path, spec: &super::traffic::GenSpec) -> Cmd {
+        Cmd::from_argv(&spec.argv(bin)).netns(self.ns(spec.role)).timeout(spec.limit())
+    }
+
+    /// Runs the generator to completion and returns its report.
+    pub fn run_gen(&self, bin: &Path, spec: &super::traffic::GenSpec) -> Result<super::observe::GenReport, LabError> {
+        let out = self.gen_cmd(bin, spec).run()?;
+        super::observe::GenReport::parse(&out.stdout).map_err(LabError::Invalid)
+    }
+
     /// Leaves the lab up for `scrubber lab down` (or a later [`down`]) and returns its state.
     pub fn keep(mut self) -> LabState {
         self.keep = true;

@@ -1,7 +1,9 @@
 //! The namespace lab: the topology of `notes/lab-spec.md` built from veth pairs in network
 //! namespaces (client, attacker → edge → scrub → origin, the return path around the scrubber by
 //! default), the origin's services and attack-marker counters, and the clients that exercise
-//! them. Used by `scrubber lab` and by the root integration tests (the `tests` crate).
+//! them; the traffic a running scrubber is tested with ([`traffic`]), what is read back from it
+//! ([`observe`]), the scenarios of `scrubber lab run` ([`run`]) and the lab benchmark
+//! ([`bench`]). Used by `scrubber lab` and by the root integration tests (the `tests` crate).
 //!
 //! Safety: everything lives in namespaces named `scrb<ID>-<role>`; veths are created directly
 //! inside them; only 198.18.0.0/15 and 2001:2::/48 are used; no default route anywhere; every
@@ -13,15 +15,19 @@
 //! `--gre` uses a TUN device `gre1` fed by a userspace endpoint (`gre_tun.py`). The lab probes
 //! the kernel at `up` and records which it used (`vlan_impl`, `gre_impl` in the state).
 
+pub mod bench;
 pub mod cli;
 pub mod clients;
 pub mod cmd;
 pub mod config;
 pub mod counters;
 pub mod instance;
+pub mod observe;
+pub mod run;
 pub mod services;
 pub mod state;
 pub mod topo;
+pub mod traffic;
 
 pub use cmd::{Cmd, CmdError, Output, exec, exec_in};
 pub use counters::Counters;
