@@ -12,13 +12,15 @@ use dataplane::addr::{Addr, Cidr};
 use dataplane::parse::proto;
 use dataplane::policy::rules::{Rule, RuleAction, Span};
 use dataplane::policy::{
-    BaselineFilters, ForwardMode, ForwardSettings, FragmentPolicy, Mode, NEVER, Policy, PolicyBuilder, Profile,
-    ProtectedPrefix, UnprotectedAction, VlanAction,
+    BaselineFilters, ForwardMode, ForwardSettings, FragmentPolicy, Mode, NEVER, Policy, PolicyBuilder, PrefixList,
+    Profile, ProtectedPrefix, UnprotectedAction, VlanAction,
 };
 use dataplane::ratelimit::Rate;
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 /// What the daemon found on the system; all empty for an offline check.
 #[derive(Clone, Debug, Default)]
@@ -56,8 +58,72 @@ pub struct CompileInput<'a> {
 /// The profile every prefix without one uses; always present.
 pub const DEFAULT_PROFILE: &str = "default";
 
+/// Base layers of the allow and deny lists built by earlier compilations, reused while the
+/// document's entries and the list files (path, size, modification time) are unchanged: a
+/// runtime change (a deny entry, a rule) then costs the same with a million-prefix list file as
+/// without one. A changed file (or `reload` after editing it) is read again.
+#[derive(Debug, Default)]
+pub struct ListCache {
+    slots: Mutex<[Option<CachedList>; 2]>,
+}
+
+/// A base list and what it was built from.
+type CachedList = (ListKey, Arc<PrefixList>);
+
+/// What a base list was built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ListKey {
+    inline: Vec<String>,
+    files: Vec<(PathBuf, u64, Option<SystemTime>)>,
+}
+
+impl ListCache {
+    /// Builds (or reuses) the base list `slot` (0 allow, 1 deny).
+    fn base(
+        cache: Option<&ListCache>,
+        slot: usize,
+        file: &Path,
+        keys: (&str, &str),
+        inline: &[String],
+        files: &[PathBuf],
+    ) -> Result<Arc<PrefixList>, ConfigError> {
+        let base = file.parent().unwrap_or(Path::new("."));
+        let mut stamps = Vec::with_capacity(files.len());
+        for path in files {
+            let full = if path.is_absolute() { path.clone() } else { base.join(path) };
+            // Unreadable: no key; the load below reports the error.
+            let Ok(meta) = std::fs::metadata(&full) else {
+                stamps.clear();
+                break;
+            };
+            stamps.push((full, meta.len(), meta.modified().ok()));
+        }
+        let key = (stamps.len() == files.len()).then(|| ListKey { inline: inline.to_vec(), files: stamps });
+        if let (Some(c), Some(k)) = (cache, &key)
+            && let Ok(slots) = c.slots.lock()
+            && let Some((cached, list)) = &slots[slot]
+            && cached == k
+        {
+            return Ok(list.clone());
+        }
+        let list = Arc::new(PrefixList::build(list_entries(file, keys.0, inline, keys.1, files)?));
+        if let (Some(c), Some(k)) = (cache, key)
+            && let Ok(mut slots) = c.slots.lock()
+        {
+            slots[slot] = Some((k, list.clone()));
+        }
+        Ok(list)
+    }
+}
+
 /// Validates and compiles.
 pub fn compile(input: &CompileInput<'_>) -> Result<Policy, ConfigError> {
+    compile_with(input, None)
+}
+
+/// Validates and compiles, reusing the base allow and deny lists in `cache` when they have not
+/// changed (see [`ListCache`]).
+pub fn compile_with(input: &CompileInput<'_>, cache: Option<&ListCache>) -> Result<Policy, ConfigError> {
     let cfg = input.config;
     let file = input.file;
     let err = |key: &str, msg: String| ConfigError::new(file, key, msg);
@@ -148,8 +214,9 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Policy, ConfigError> {
     for (i, text) in cfg.policy.bogon_exempt.iter().enumerate() {
         b.bogon_exempt.push(parse_cidr(file, &format!("policy.bogon_exempt[{i}]"), text)?);
     }
-    b.allow = list_entries(file, "policy.allow", &cfg.policy.allow, "policy.allow_files", &cfg.policy.allow_files)?;
-    b.deny = list_entries(file, "policy.deny", &cfg.policy.deny, "policy.deny_files", &cfg.policy.deny_files)?;
+    let (p, keys) = (&cfg.policy, [("policy.allow", "policy.allow_files"), ("policy.deny", "policy.deny_files")]);
+    b.allow_base = Some(ListCache::base(cache, 0, file, keys[0], &p.allow, &p.allow_files)?);
+    b.deny_base = Some(ListCache::base(cache, 1, file, keys[1], &p.deny, &p.deny_files)?);
     if let Some(overlay) = input.overlay {
         let expiry = |e: &crate::runtime::ListEntry| e.expires_ns.unwrap_or(NEVER);
         b.allow.extend(overlay.allow.iter().map(|(c, e)| (*c, expiry(e))));

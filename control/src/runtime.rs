@@ -11,7 +11,7 @@
 //!   `reload` and `policy set` and disappear at expiry or on `del`;
 //! - `bypass` is operator state and survives `reload`.
 
-use crate::compile::{CompileInput, SystemFacts, compile};
+use crate::compile::{CompileInput, ListCache, SystemFacts, compile_with};
 use crate::config::{Config, PrefixConfig, RuleConfig};
 use crate::error::ConfigError;
 use dataplane::Cidr;
@@ -64,25 +64,37 @@ pub struct PolicyState {
     pub generation: u64,
     /// System facts learned at start.
     pub facts: SystemFacts,
+    /// Base allow/deny lists of earlier compilations (shared by the copies a change makes).
+    pub lists: std::sync::Arc<ListCache>,
 }
 
 impl PolicyState {
     /// A state for `document` loaded from `file`, at generation `generation`.
     pub fn new(file: &Path, document: Config, facts: SystemFacts, generation: u64) -> PolicyState {
-        PolicyState { file: file.to_path_buf(), document, overlay: Overlay::default(), generation, facts }
+        PolicyState {
+            file: file.to_path_buf(),
+            document,
+            overlay: Overlay::default(),
+            generation,
+            facts,
+            lists: Default::default(),
+        }
     }
 
     /// Compiles this state as snapshot `generation`.
     pub fn compile(&self, generation: u64) -> Result<Policy, ConfigError> {
         let mut facts = self.facts.clone();
         facts.wall_secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        compile(&CompileInput {
-            config: &self.document,
-            file: &self.file,
-            generation,
-            facts: &facts,
-            overlay: Some(&self.overlay),
-        })
+        compile_with(
+            &CompileInput {
+                config: &self.document,
+                file: &self.file,
+                generation,
+                facts: &facts,
+                overlay: Some(&self.overlay),
+            },
+            Some(&self.lists),
+        )
     }
 
     /// Applies `change` to a copy; if the copy compiles, commits it and returns the new snapshot.
@@ -260,6 +272,7 @@ impl PolicyState {
 mod tests {
     use super::*;
     use crate::config::RuleActionConfig;
+    use std::sync::Arc;
 
     fn state() -> PolicyState {
         let doc = Config::from_toml(
@@ -344,6 +357,27 @@ mod tests {
         s.document.syn.secret = Some("00112233445566778899aabbccddeeff".into());
         s.set_bypass(false).unwrap();
         assert!(s.rotate_syn_key([1; 16], 2_000).unwrap_err().contains("comes from the config"));
+    }
+
+    #[test]
+    fn list_files_are_built_once_and_read_again_when_they_change() {
+        let dir = std::env::temp_dir().join(format!("scrubber-rt-lists-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(dir.join("drop.txt"), "203.0.113.0/24\n198.51.100.0/24\n").unwrap();
+        std::fs::write(&file, "[[prefixes]]\ncidr = \"198.18.100.0/24\"\n[policy]\ndeny_files = [\"drop.txt\"]\n")
+            .unwrap();
+        let mut s = PolicyState::new(&file, Config::load(&file).unwrap(), SystemFacts::default(), 1);
+        let first = s.compile(1).unwrap();
+        let p = s.list_add(List::Deny, c("198.18.9.0/24"), None, Some(0)).unwrap();
+        assert!(Arc::ptr_eq(first.deny_base(), p.deny_base()), "a runtime entry does not rebuild the file's list");
+        assert_eq!(p.deny_count(), 3);
+        assert!(p.denied(dataplane::Addr::v4(0xcb00_7101), 0) && p.denied(dataplane::Addr::v4(0xc612_0901), 0));
+        std::fs::write(dir.join("drop.txt"), "203.0.113.0/24\n").unwrap();
+        let p = s.reload().unwrap();
+        assert!(!Arc::ptr_eq(first.deny_base(), p.deny_base()), "the changed file is read again");
+        assert_eq!(p.deny_count(), 2, "one file entry and the runtime entry");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

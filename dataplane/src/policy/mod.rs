@@ -10,6 +10,11 @@
 //!   appliance's own addresses, link-local, multicast, broadcast: always passed to the kernel);
 //! - source → allow list, deny list (each entry with an optional expiry), bogon ranges (RFC 6890
 //!   special-purpose ranges minus configured exemptions).
+//!
+//! Each list has two layers: a base (the document's entries and list files, possibly millions of
+//! prefixes, shared by `Arc` between snapshots so a runtime change does not rebuild it) and the
+//! runtime entries (few, rebuilt with every snapshot). A source is on a list when either layer
+//! holds a live (unexpired) entry covering it.
 
 pub mod lpm;
 pub mod rules;
@@ -211,10 +216,10 @@ pub struct Policy {
     pub syn: crate::syn::Global,
     dst_v4: LpmMap<u32, DstClass>,
     dst_v6: LpmMap<u128, DstClass>,
-    allow_v4: LpmMap<u32, u64>,
-    allow_v6: LpmMap<u128, u64>,
-    deny_v4: LpmMap<u32, u64>,
-    deny_v6: LpmMap<u128, u64>,
+    allow: Arc<PrefixList>,
+    allow_runtime: PrefixList,
+    deny: Arc<PrefixList>,
+    deny_runtime: PrefixList,
     bogon_v4: LpmMap<u32, bool>,
     bogon_v6: LpmMap<u128, bool>,
 }
@@ -222,6 +227,44 @@ pub struct Policy {
 #[inline]
 fn lookup<V: Copy + PartialEq>(v4: &LpmMap<u32, V>, v6: &LpmMap<u128, V>, addr: Addr) -> Option<V> {
     if addr.is_v4() { v4.get(addr.v4_value()) } else { v6.get(addr.0) }
+}
+
+/// One layer of an allow or deny list: prefixes of both families with their expiry (monotonic
+/// ns, `NEVER`). Built once, off the hot path.
+#[derive(Clone, Debug)]
+pub struct PrefixList {
+    v4: LpmMap<u32, u64>,
+    v6: LpmMap<u128, u64>,
+}
+
+impl PrefixList {
+    /// Builds the lookup tables of `entries` (a longer prefix wins over a shorter one).
+    pub fn build(entries: impl IntoIterator<Item = (Cidr, u64)>) -> PrefixList {
+        let (v4, v6) = split(entries);
+        PrefixList { v4: LpmMap::build(v4), v6: LpmMap::build(v6) }
+    }
+
+    /// True when the longest prefix covering `addr` has not expired at `now_ns`.
+    #[inline]
+    pub fn live(&self, addr: Addr, now_ns: u64) -> bool {
+        matches!(lookup(&self.v4, &self.v6, addr), Some(exp) if exp > now_ns)
+    }
+
+    /// Number of prefixes (both families).
+    pub fn len(&self) -> usize {
+        self.v4.prefix_count() + self.v6.prefix_count()
+    }
+
+    /// True when the list holds no prefix.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for PrefixList {
+    fn default() -> PrefixList {
+        PrefixList::build(std::iter::empty())
+    }
 }
 
 impl Policy {
@@ -234,13 +277,13 @@ impl Policy {
     /// True when `src` is on the allow list with an entry not expired at `now_ns`.
     #[inline]
     pub fn allowed(&self, src: Addr, now_ns: u64) -> bool {
-        matches!(lookup(&self.allow_v4, &self.allow_v6, src), Some(exp) if exp > now_ns)
+        self.allow.live(src, now_ns) || self.allow_runtime.live(src, now_ns)
     }
 
     /// True when `src` is on the deny list with an entry not expired at `now_ns`.
     #[inline]
     pub fn denied(&self, src: Addr, now_ns: u64) -> bool {
-        matches!(lookup(&self.deny_v4, &self.deny_v6, src), Some(exp) if exp > now_ns)
+        self.deny.live(src, now_ns) || self.deny_runtime.live(src, now_ns)
     }
 
     /// True when `src` lies in a special-purpose range that is not exempted.
@@ -258,12 +301,22 @@ impl Policy {
 
     /// Number of deny-list prefixes (both families).
     pub fn deny_count(&self) -> usize {
-        self.deny_v4.prefix_count() + self.deny_v6.prefix_count()
+        self.deny.len() + self.deny_runtime.len()
     }
 
     /// Number of allow-list prefixes (both families).
     pub fn allow_count(&self) -> usize {
-        self.allow_v4.prefix_count() + self.allow_v6.prefix_count()
+        self.allow.len() + self.allow_runtime.len()
+    }
+
+    /// The base layer of the deny list (shared between snapshots while it does not change).
+    pub fn deny_base(&self) -> &Arc<PrefixList> {
+        &self.deny
+    }
+
+    /// The base layer of the allow list.
+    pub fn allow_base(&self) -> &Arc<PrefixList> {
+        &self.allow
     }
 }
 
@@ -319,10 +372,15 @@ pub struct PolicyBuilder {
     pub own: Vec<Addr>,
     /// Unprotected traffic.
     pub unprotected: UnprotectedAction,
-    /// Allow list: prefix and expiry (monotonic ns; `NEVER`).
+    /// Allow list: prefix and expiry (monotonic ns; `NEVER`). With `allow_base` set, these are
+    /// the runtime layer; without, they are the base.
     pub allow: Vec<(Cidr, u64)>,
-    /// Deny list: prefix and expiry.
+    /// Deny list: prefix and expiry (as `allow`).
     pub deny: Vec<(Cidr, u64)>,
+    /// A base layer of the allow list built earlier (shared, not rebuilt).
+    pub allow_base: Option<Arc<PrefixList>>,
+    /// A base layer of the deny list built earlier (shared, not rebuilt).
+    pub deny_base: Option<Arc<PrefixList>>,
     /// Special-purpose ranges exempted from the bogon filter.
     pub bogon_exempt: Vec<Cidr>,
     /// Firewall rules.
@@ -383,8 +441,12 @@ impl PolicyBuilder {
         dst.extend(self.own.iter().map(|&a| (Cidr::host(a), DstClass::Local)));
         let (dst_v4, dst_v6) = split(dst);
 
-        let (allow_v4, allow_v6) = split(self.allow.iter().copied());
-        let (deny_v4, deny_v6) = split(self.deny.iter().copied());
+        let layers = |base: Option<Arc<PrefixList>>, entries: Vec<(Cidr, u64)>| match base {
+            Some(base) => (base, PrefixList::build(entries)),
+            None => (Arc::new(PrefixList::build(entries)), PrefixList::default()),
+        };
+        let (allow, allow_runtime) = layers(self.allow_base, self.allow);
+        let (deny, deny_runtime) = layers(self.deny_base, self.deny);
 
         let bogons = builtin(BOGONS_V4).chain(builtin(BOGONS_V6)).map(|c| (c, true));
         let exempt = self.bogon_exempt.iter().map(|&c| (c, false));
@@ -403,10 +465,10 @@ impl PolicyBuilder {
             syn: self.syn,
             dst_v4: LpmMap::build(dst_v4),
             dst_v6: LpmMap::build(dst_v6),
-            allow_v4: LpmMap::build(allow_v4),
-            allow_v6: LpmMap::build(allow_v6),
-            deny_v4: LpmMap::build(deny_v4),
-            deny_v6: LpmMap::build(deny_v6),
+            allow,
+            allow_runtime,
+            deny,
+            deny_runtime,
             bogon_v4: LpmMap::build(bogon_v4),
             bogon_v6: LpmMap::build(bogon_v6),
         }
@@ -478,5 +540,21 @@ mod tests {
         assert!(p.denied(a("2001:db8::1"), u64::MAX - 1));
         assert!(p.allowed(a("203.0.113.7"), 5));
         assert_eq!(p.deny_count(), 2);
+    }
+
+    #[test]
+    fn a_shared_base_and_runtime_entries_both_count() {
+        let base = Arc::new(PrefixList::build([(c("203.0.113.0/24"), NEVER)]));
+        let mut b = PolicyBuilder::new();
+        b.deny_base = Some(base.clone());
+        // An expired, more specific runtime entry does not hide the base entry.
+        b.deny = vec![(c("203.0.113.128/25"), 1_000), (c("198.51.100.0/24"), NEVER)];
+        let p = b.build();
+        assert!(Arc::ptr_eq(p.deny_base(), &base));
+        assert!(p.denied(a("203.0.113.200"), 5_000));
+        assert!(p.denied(a("198.51.100.1"), 5_000));
+        assert!(!p.denied(a("192.0.2.1"), 0));
+        assert_eq!(p.deny_count(), 3);
+        assert!(!p.allowed(a("203.0.113.200"), 0));
     }
 }
