@@ -267,6 +267,18 @@ impl Pipeline {
         state.stats.batches += 1;
     }
 
+    /// Adopts the published snapshot now, outside a batch (a worker with no traffic calls this
+    /// when idle, so a change takes effect, and is counted, without waiting for a frame).
+    pub fn adopt_latest(&mut self) {
+        let policy = self.cell.load();
+        self.state.adopt(&policy);
+    }
+
+    /// Generation of the snapshot this pipeline runs (`u64::MAX` before the first).
+    pub fn generation(&self) -> u64 {
+        self.state.generation
+    }
+
     /// Decides one frame (a batch of one).
     pub fn process_one(&mut self, now: Now, frame: &mut Frame<'_>) -> Verdict {
         let mut v = [Verdict::Pass];

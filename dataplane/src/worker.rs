@@ -69,6 +69,9 @@ pub struct WorkerShared {
     pub heartbeat: AtomicU64,
     /// Set once the worker has entered its loop.
     pub running: AtomicBool,
+    /// Generation of the policy snapshot the worker has adopted (stored as it adopts one, so
+    /// the control plane can tell when a change has taken effect).
+    pub generation: AtomicU64,
 }
 
 /// Runs the loop until `shared.stop` is set. `clock` is read once per batch.
@@ -80,6 +83,9 @@ pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock:
     let mut pass_dropped = 0u64;
     let mut last_publish = 0u64;
     let mut activity = Activity::default();
+    pipeline.adopt_latest();
+    let mut generation = pipeline.generation();
+    shared.generation.store(generation, Ordering::Release);
     shared.running.store(true, Ordering::Release);
     while !shared.stop.load(Ordering::Relaxed) {
         shared.heartbeat.fetch_add(1, Ordering::Relaxed);
@@ -89,6 +95,7 @@ pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock:
         let now = clock();
         if n == 0 {
             activity.idle_passes += 1;
+            pipeline.adopt_latest();
             io.kick();
             idle = idle.saturating_add(1);
             if idle > SPIN_PASSES && io.outstanding() == 0 {
@@ -125,6 +132,10 @@ pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock:
             }
             io.dispatch(n, &lens[..n], &dest[..n]);
             io.kick();
+        }
+        if pipeline.generation() != generation {
+            generation = pipeline.generation();
+            shared.generation.store(generation, Ordering::Release);
         }
         if now.mono_ns.saturating_sub(last_publish) >= PUBLISH_NS {
             last_publish = now.mono_ns;
