@@ -24,6 +24,8 @@ pub enum Outcome {
         policy: Box<Policy>,
         /// What changed, for the log.
         what: &'static str,
+        /// The change's arguments, for the log (`198.18.9.0/24 ttl 30s`).
+        detail: String,
     },
     /// A read-only answer (or a change that needs no new snapshot, like `policy_save`).
     Answer(Value),
@@ -61,8 +63,21 @@ fn arg_cidr(args: &Value, key: &str) -> Result<Cidr, CmdError> {
     arg_str(args, key)?.parse::<Cidr>().map_err(|e| bad(format!("`{key}`: {e}")))
 }
 
-fn changed(result: Result<Policy, String>, what: &'static str) -> Result<Outcome, CmdError> {
-    result.map(|policy| Outcome::Changed { policy: Box::new(policy), what }).map_err(|e| ("rejected", e))
+fn changed(result: Result<Policy, String>, what: &'static str, detail: String) -> Result<Outcome, CmdError> {
+    result.map(|policy| Outcome::Changed { policy: Box::new(policy), what, detail }).map_err(|e| ("rejected", e))
+}
+
+/// A one-line summary of a document for the log: what a whole-document change installs.
+fn summary(c: &Config) -> String {
+    format!(
+        "{} prefixes, {} profiles, {} rules, {} deny and {} allow entries, {} list files",
+        c.prefixes.len(),
+        c.profiles.len(),
+        c.rules.len(),
+        c.policy.deny.len(),
+        c.policy.allow.len(),
+        c.policy.deny_files.len() + c.policy.allow_files.len()
+    )
 }
 
 fn entries_json(l: &[(Cidr, ListEntry)], now_ns: u64) -> Vec<Value> {
@@ -86,7 +101,7 @@ pub fn apply(s: &mut PolicyState, cmd: &str, args: &Value, ctx: &mut Context<'_>
         }))),
         "policy_set" => policy_set(s, args, ctx.dataplane),
         "policy_save" => policy_save(s, args),
-        "reload" => changed(s.reload(), "reload"),
+        "reload" => reload(s, ctx.dataplane),
         "prefix_add" => (|| {
             let cidr = arg_cidr(args, "cidr")?;
             let prefix = PrefixConfig {
@@ -94,12 +109,13 @@ pub fn apply(s: &mut PolicyState, cmd: &str, args: &Value, ctx: &mut Context<'_>
                 profile: args.get("profile").and_then(Value::as_str).unwrap_or("default").to_string(),
                 gre_endpoint: args.get("gre_endpoint").and_then(Value::as_str).map(str::to_string),
             };
-            changed(s.prefix_add(prefix), "prefix add")
+            let detail = format!("{} profile {}", prefix.cidr, prefix.profile);
+            changed(s.prefix_add(prefix), "prefix add", detail)
         })(),
-        "prefix_del" => arg_cidr(args, "cidr").and_then(|c| changed(s.prefix_del(c), "prefix del")),
+        "prefix_del" => arg_cidr(args, "cidr").and_then(|c| changed(s.prefix_del(c), "prefix del", c.to_string())),
         "prefix_set_profile" => (|| {
             let (cidr, profile) = (arg_cidr(args, "cidr")?, arg_str(args, "profile")?);
-            changed(s.prefix_set_profile(cidr, profile), "prefix set-profile")
+            changed(s.prefix_set_profile(cidr, profile), "prefix set-profile", format!("{cidr} profile {profile}"))
         })(),
         "deny_add" | "allow_add" => (|| {
             let list = if cmd == "deny_add" { List::Deny } else { List::Allow };
@@ -112,12 +128,18 @@ pub fn apply(s: &mut PolicyState, cmd: &str, args: &Value, ctx: &mut Context<'_>
             };
             let expires = ttl.map(|t| ctx.mono_ns + (t * 1e9) as u64);
             let what = if list == List::Deny { "deny add" } else { "allow add" };
-            changed(s.list_add(list, arg_cidr(args, "cidr")?, expires, ctx.uid), what)
+            let cidr = arg_cidr(args, "cidr")?;
+            let detail = match ttl {
+                Some(t) => format!("{cidr} ttl {t}s"),
+                None => cidr.to_string(),
+            };
+            changed(s.list_add(list, cidr, expires, ctx.uid), what, detail)
         })(),
         "deny_del" | "allow_del" => (|| {
             let list = if cmd == "deny_del" { List::Deny } else { List::Allow };
             let what = if list == List::Deny { "deny del" } else { "allow del" };
-            changed(s.list_del(list, arg_cidr(args, "cidr")?), what)
+            let cidr = arg_cidr(args, "cidr")?;
+            changed(s.list_del(list, cidr), what, cidr.to_string())
         })(),
         "deny_list" | "allow_list" => {
             let limit = args.get("limit").and_then(Value::as_u64).unwrap_or(1000) as usize;
@@ -136,12 +158,21 @@ pub fn apply(s: &mut PolicyState, cmd: &str, args: &Value, ctx: &mut Context<'_>
             let rule: RuleConfig = serde_json::from_value(args.get("rule").cloned().unwrap_or(Value::Null))
                 .map_err(|e| bad(format!("`rule`: {e}")))?;
             let position = args.get("position").and_then(Value::as_u64).map(|p| p as usize);
-            changed(s.rule_add(rule, position), "rule add")
+            let detail = serde_json::to_string(&rule).unwrap_or_default();
+            let explicit = rule.id;
+            let r = s.rule_add(rule, position);
+            // The id the rule got: its own, or the next free one (the largest now).
+            let id = explicit.or_else(|| s.document.rules.iter().filter_map(|r| r.id).max()).unwrap_or(0);
+            changed(r, "rule add", format!("id {id} {detail}"))
         })(),
-        "rule_del" => match args.get("id").and_then(Value::as_u64).and_then(|i| u32::try_from(i).ok()) {
-            Some(id) => changed(s.rule_del(id), "rule del"),
-            None => Err(bad("missing number `id`")),
-        },
+        "rule_del" => {
+            // `rule_id`; a bare `id` (which is also the request's id) is taken when it is absent.
+            let id = args.get("rule_id").or_else(|| args.get("id"));
+            match id.and_then(Value::as_u64).and_then(|i| u32::try_from(i).ok()) {
+                Some(id) => changed(s.rule_del(id), "rule del", format!("id {id}")),
+                None => Err(bad("missing number `rule_id`")),
+            }
+        }
         "rule_list" => Ok(Outcome::Answer(json!({"rules": s
             .document
             .rules
@@ -154,11 +185,13 @@ pub fn apply(s: &mut PolicyState, cmd: &str, args: &Value, ctx: &mut Context<'_>
             })
             .collect::<Vec<_>>()}))),
         "bypass" => match args.get("on").and_then(Value::as_bool) {
-            Some(on) => changed(s.set_bypass(on), "bypass"),
+            Some(on) => changed(s.set_bypass(on), "bypass", if on { "on" } else { "off" }.to_string()),
             None => Err(bad("missing boolean `on`")),
         },
         "syncookie_rotate" => match (ctx.random_key)() {
-            Ok(key) => changed(s.rotate_syn_key(key, ctx.wall_secs), "syncookie rotate"),
+            Ok(key) => {
+                changed(s.rotate_syn_key(key, ctx.wall_secs), "syncookie rotate", "a new random key".to_string())
+            }
             Err(e) => Err(("internal", e)),
         },
         _ => return None,
@@ -179,7 +212,25 @@ fn policy_set(s: &mut PolicyState, args: &Value, running: &DataplaneConfig) -> R
             "the [dataplane] section (queues, rings, modes) needs a restart; it must not change".into(),
         ));
     }
-    changed(s.set_document(document), "policy set")
+    let detail = summary(&document);
+    changed(s.set_document(document), "policy set", detail)
+}
+
+/// `reload`: the config file again, on the same terms as `policy_set` (the `[dataplane]`
+/// section must not change); on any error the running policy stays.
+fn reload(s: &mut PolicyState, running: &DataplaneConfig) -> Result<Outcome, CmdError> {
+    let document = Config::load(&s.file).map_err(|e| ("rejected", e.to_string()))?;
+    if &document.dataplane != running {
+        return Err((
+            "rejected",
+            format!(
+                "{}: the [dataplane] section (queues, rings, modes) changed; that needs a restart",
+                s.file.display()
+            ),
+        ));
+    }
+    let detail = format!("{}: {}", s.file.display(), summary(&document));
+    changed(s.set_document(document), "reload", detail)
 }
 
 fn policy_save(s: &PolicyState, args: &Value) -> Result<Outcome, CmdError> {
@@ -231,7 +282,7 @@ mod tests {
             ("allow_add", json!({"cidr": "198.18.7.7/32"})),
             ("allow_del", json!({"cidr": "198.18.7.7/32"})),
             ("rule_add", json!({"rule": {"action": "drop", "protocol": "udp", "dst_ports": "0-0"}})),
-            ("rule_del", json!({"id": 1})),
+            ("rule_del", json!({"id": 77, "rule_id": 1})),
             ("bypass", json!({"on": true})),
             ("syncookie_rotate", json!({})),
             ("policy_set", json!({"toml": "[[prefixes]]\ncidr = \"198.18.100.0/24\"\n"})),

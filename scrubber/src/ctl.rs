@@ -14,9 +14,17 @@ pub fn request(socket: &Path, cmd: &str, args: Value) -> Result<Value, String> {
     if let (Value::Object(r), Value::Object(a)) = (&mut req, args) {
         r.extend(a);
     }
-    writeln!(stream, "{req}").map_err(|e| format!("sending the request: {e}"))?;
+    let sent = writeln!(stream, "{req}");
+    // A refusal (`forbidden`, `busy`) comes before the request is read: read it even when the
+    // daemon has already closed its side.
     let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line).map_err(|e| format!("reading the response: {e}"))?;
+    let read = BufReader::new(&stream).read_line(&mut line);
+    if let Err(e) = sent
+        && line.is_empty()
+    {
+        return Err(format!("sending the request: {e}"));
+    }
+    read.map_err(|e| format!("reading the response: {e}"))?;
     let resp: Value = serde_json::from_str(&line).map_err(|e| format!("bad response: {e}"))?;
     if resp["ok"] == Value::Bool(true) {
         Ok(resp["result"].clone())

@@ -255,20 +255,26 @@ fn print_top(r: &Value) {
         let line: Vec<String> = p.iter().map(|(k, v)| format!("{k} {:.0}/s", v.as_f64().unwrap_or(0.0))).collect();
         println!("last second: {}", line.join("  "));
     }
-    println!("\n{:<28} {:>12}  top sources (sampled packets)", "drop reason", "pkts/s");
+    println!("\n{:<28} {:>12}  top sources | top destinations (sampled packets)", "drop reason", "pkts/s");
     let mut reasons: Vec<(&String, f64)> = rates["dropped"]
         .as_object()
         .map(|m| m.iter().map(|(k, v)| (k, v.as_f64().unwrap_or(0.0))).collect())
         .unwrap_or_default();
     reasons.sort_by(|a, b| b.1.total_cmp(&a.1));
     for (reason, pps) in reasons {
-        let sources: Vec<String> = r["top"][reason.as_str()]["sources"]
-            .as_array()
-            .map(|a| {
-                a.iter().take(3).map(|h| format!("{} ({})", h["addr"].as_str().unwrap_or(""), h["packets"])).collect()
-            })
-            .unwrap_or_default();
-        println!("{reason:<28} {pps:>12.0}  {}", sources.join(", "));
+        let hitters = |which: &str| -> String {
+            r["top"][reason.as_str()][which]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .take(3)
+                        .map(|h| format!("{} ({})", h["addr"].as_str().unwrap_or(""), h["packets"]))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
+        };
+        println!("{reason:<28} {pps:>12.0}  {} | {}", hitters("sources"), hitters("destinations"));
     }
 }
 
@@ -328,7 +334,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         },
-        Cmd::Rule(RuleCmd::Del { id }) => ("rule_del", json!({"id": id})),
+        Cmd::Rule(RuleCmd::Del { id }) => ("rule_del", json!({"rule_id": id})),
         Cmd::Rule(RuleCmd::List) => ("rule_list", json!({})),
         Cmd::Bypass { state } => ("bypass", json!({"on": state == "on"})),
         Cmd::Top { .. } => unreachable!("handled above"),

@@ -144,7 +144,7 @@ pub fn start(d: &Arc<Daemon>, args: &Value, uid: Option<u32>) -> CmdResult {
         })
         .map_err(|e| ("internal", format!("cannot start the capture writer: {e}")))?;
     d.shared.capture.store(Some(session));
-    info!(peer_uid = ?uid, path = %path.display(), max_packets, duration_s = duration.as_secs_f64(), "capture started");
+    info!(peer_uid = uid, path = %path.display(), max_packets, duration_s = duration.as_secs_f64(), "capture started");
     *slot = Some(Running {
         session: d.shared.capture.load_full().expect("just stored"),
         stop,
@@ -170,7 +170,7 @@ pub fn stop(d: &Daemon, uid: Option<u32>) -> CmdResult {
             r.session.taken()
         }
     };
-    info!(peer_uid = ?uid, path = %r.path.display(), packets = written, "capture stopped");
+    info!(peer_uid = uid, path = %r.path.display(), packets = written, "capture stopped");
     Ok(json!({
         "path": r.path.display().to_string(),
         "packets": written,

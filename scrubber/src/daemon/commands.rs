@@ -5,11 +5,17 @@
 use super::{Daemon, now};
 use control::commands::{CmdError, Context, Outcome};
 use serde_json::{Value, json};
-use tracing::info;
+use tracing::{info, warn};
 
-fn publish(d: &Daemon, policy: dataplane::policy::Policy, what: &str, uid: Option<u32>) -> Result<Value, CmdError> {
+fn publish(
+    d: &Daemon,
+    policy: dataplane::policy::Policy,
+    what: &str,
+    detail: &str,
+    uid: Option<u32>,
+) -> Result<Value, CmdError> {
     let generation = d.publish(policy).map_err(|e| ("xdp", e))?;
-    info!(peer_uid = ?uid, generation, change = what, "policy changed");
+    info!(peer_uid = uid, generation, change = what, detail, "policy changed");
     Ok(json!({"generation": generation}))
 }
 
@@ -39,11 +45,16 @@ pub fn run(d: &Daemon, cmd: &str, args: &Value, uid: Option<u32>) -> Option<Resu
         random_key: &mut random_key,
     };
     let outcome = control::commands::apply(&mut state, cmd, args, &mut ctx)?;
+    if let Err((code, message)) = &outcome
+        && *code == "rejected"
+    {
+        warn!(peer_uid = uid, command = cmd, error = %message, "policy change rejected; the running policy stays");
+    }
     Some(outcome.and_then(|o| match o {
-        Outcome::Changed { policy, what } => publish(d, *policy, what, uid),
+        Outcome::Changed { policy, what, detail } => publish(d, *policy, what, &detail, uid),
         Outcome::Answer(mut v) => {
             if cmd == "policy_save" {
-                info!(peer_uid = ?uid, path = %v["path"], "policy saved");
+                info!(peer_uid = uid, path = %v["path"], "policy saved");
             }
             if cmd == "deny_list" || cmd == "allow_list" {
                 let p = d.cell.load();

@@ -1,9 +1,11 @@
 //! The control socket: a Unix stream socket speaking newline-delimited JSON, one request, one
-//! response with the request's `id`. This is the read-only core (`status`, `stats`, `health`).
+//! response with the request's `id` (`docs/control-protocol.md`). Read-only commands are
+//! answered here; policy commands in `commands`, captures in `capture`.
 //!
 //! Limits: requests up to 1 MiB, a read timeout per connection, a cap on concurrent clients; a
 //! bad request gets a structured error and never disturbs the workers (they publish counters
-//! with `try_lock` and never wait on this thread).
+//! with `try_lock` and never wait on this thread). Each client has its own thread, so a slow or
+//! silent client delays nobody else.
 
 use super::Daemon;
 use control::report::stats_json;
@@ -38,7 +40,10 @@ pub struct Server {
     path: PathBuf,
 }
 
-fn prepare_path(path: &PathBuf) -> io::Result<()> {
+/// Makes `path` ready to bind: creates its directory, replaces a stale socket (one nobody
+/// listens on, left by a daemon that was killed), and refuses a live socket or anything that is
+/// not a socket.
+pub fn prepare_path(path: &PathBuf) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -79,13 +84,14 @@ impl Server {
             })?;
             std::os::unix::fs::chown(&path, None, Some(gid))?;
         }
-        listener.set_nonblocking(true)?;
+        // Blocking accept (a client is served at once); `stop` wakes it with a connection.
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let clients = Arc::new(AtomicUsize::new(0));
         let thread = std::thread::Builder::new().name("control".into()).spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
                 match listener.accept() {
+                    Ok(_) if stop2.load(Ordering::Relaxed) => break,
                     Ok((stream, _)) => {
                         if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
                             clients.fetch_sub(1, Ordering::AcqRel);
@@ -102,7 +108,6 @@ impl Server {
                             clients.fetch_sub(1, Ordering::AcqRel);
                         });
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
                     Err(e) => {
                         warn!("control socket accept: {e}");
                         std::thread::sleep(Duration::from_millis(100));
@@ -116,7 +121,11 @@ impl Server {
     /// Stops accepting and removes the socket file.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        // Wake the blocked accept; if nothing can connect any more, leave the thread to exit
+        // with the process.
+        if let Some(t) = self.thread.take()
+            && UnixStream::connect(&self.path).is_ok()
+        {
             let _ = t.join();
         }
         let _ = std::fs::remove_file(&self.path);
@@ -164,7 +173,7 @@ fn serve(stream: UnixStream, daemon: &Arc<Daemon>) -> io::Result<()> {
     if !authorized(cred, daemon.config.daemon.control_group.as_deref()) {
         let mut s = stream;
         writeln!(s, "{}", error(Value::Null, "forbidden", "the control socket is for root and the control group"))?;
-        warn!(peer_uid = ?uid, "refused a control client");
+        warn!(peer_uid = uid, "refused a control client");
         return Ok(());
     }
     stream.set_nonblocking(false)?;
@@ -174,7 +183,16 @@ fn serve(stream: UnixStream, daemon: &Arc<Daemon>) -> io::Result<()> {
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = Vec::new();
-        let read = (&mut reader).take(MAX_REQUEST as u64 + 1).read_until(b'\n', &mut line)?;
+        let read = match (&mut reader).take(MAX_REQUEST as u64 + 1).read_until(b'\n', &mut line) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                let msg = format!("no complete request within {} s; closing", READ_TIMEOUT.as_secs());
+                let _ = writeln!(writer, "{}", error(Value::Null, "timeout", &msg));
+                info!(peer_uid = uid, partial_bytes = line.len(), "closed an idle control client");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         if read == 0 {
             return Ok(());
         }
@@ -196,6 +214,14 @@ pub fn handle(req: &Value, daemon: &Arc<Daemon>, uid: Option<u32>) -> Value {
     let Some(cmd) = req.get("cmd").and_then(Value::as_str) else {
         return error(id, "bad_request", "a request is an object with a string `cmd`");
     };
+    match req.get("version") {
+        None | Some(Value::Null) => {}
+        Some(v) if v.as_u64() == Some(u64::from(PROTOCOL_VERSION)) => {}
+        Some(v) => {
+            let msg = format!("protocol version {v} is not spoken here (this daemon speaks {PROTOCOL_VERSION})");
+            return error(id, "version", &msg);
+        }
+    }
     let result = match cmd {
         "status" => Ok(status(daemon)),
         "stats" => Ok(stats(daemon)),
@@ -230,13 +256,16 @@ fn status(d: &Daemon) -> Value {
             "interface": w.interface, "queue": w.queue, "core": w.core,
             "egress": w.egress.as_ref().map(|(i, q)| json!({"interface": i, "queue": q})),
             "bind": if w.zero_copy { "zero-copy" } else { "copy" },
+            "policy_generation": w.shared.generation.load(Ordering::Acquire),
         })).collect::<Vec<_>>(),
     })
 }
 
 fn health(d: &Daemon) -> Value {
     let alive = d.workers.iter().filter(|w| w.shared.running.load(Ordering::Acquire)).count();
-    json!({"ok": alive == d.workers.len(), "workers": d.workers.len(), "running": alive})
+    let adopted = d.workers.iter().map(|w| w.shared.generation.load(Ordering::Acquire)).min();
+    json!({"ok": alive == d.workers.len(), "workers": d.workers.len(), "running": alive,
+           "generation": d.cell.load().generation, "adopted": adopted})
 }
 
 fn stats(d: &Daemon) -> Value {

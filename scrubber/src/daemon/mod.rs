@@ -17,7 +17,7 @@ pub mod system;
 
 use control::config::{AttachMode as CfgAttach, BindMode as CfgBind, FailMode, ForwardModeConfig, LogFormat};
 use control::runtime::PolicyState;
-use control::{CompileInput, Config, SystemFacts, compile, pipeline_config};
+use control::{Config, SystemFacts, pipeline_config};
 use dataplane::policy::{self, Policy, PolicyCell};
 use dataplane::worker::{self, WorkerShared};
 use dataplane::xsk::prog::{AttachMode, Class, XdpProgram};
@@ -77,6 +77,9 @@ pub struct Daemon {
     pub captures: capture::Captures,
     /// Workers run the minimal forwarder (MAC rewrite only, no pipeline): a benchmark floor.
     pub forwarder_only: bool,
+    /// What the XDP programs' prefix maps hold (`None`: unknown after a failed update, so the
+    /// next publish rewrites them).
+    pub xdp_synced: Mutex<Option<Vec<(dataplane::Cidr, Class)>>>,
 }
 
 impl Daemon {
@@ -92,15 +95,37 @@ impl Daemon {
         total
     }
 
-    /// Publishes a compiled snapshot: XDP maps first (so newly protected prefixes are steered as
-    /// soon as workers know them), then the workers' cell (taken at their next batch boundary).
+    /// Publishes a compiled snapshot to the XDP maps and the workers' cell (taken at their next
+    /// batch boundary), in the order that never steers a frame to a worker whose policy does not
+    /// protect its destination: prefixes that go away leave the XDP maps first, then the workers
+    /// get the snapshot, then new prefixes enter the maps. A change that leaves the prefixes as
+    /// they are (lists, rules, bypass) makes no XDP update at all.
     pub fn publish(&self, policy: Policy) -> Result<u64, String> {
         let classes = xdp_classes(&policy, &self.own);
-        for prog in &self.programs {
-            prog.sync_classes(&classes).map_err(|e| e.to_string())?;
+        let mut synced = self.xdp_synced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let unchanged =
+            synced.as_ref().is_some_and(|s| s.len() == classes.len() && s.iter().all(|c| classes.contains(c)));
+        let sync = |wanted: &[(dataplane::Cidr, Class)]| -> Result<(), String> {
+            for prog in &self.programs {
+                prog.sync_classes(wanted)
+                    .map_err(|e| format!("updating the XDP prefix map of {}: {e}", prog.ifname()))?;
+            }
+            Ok(())
+        };
+        if !unchanged && let Some(old) = synced.take() {
+            let kept: Vec<_> = old.iter().filter(|c| classes.contains(c)).copied().collect();
+            if kept.len() != old.len() {
+                sync(&kept)?;
+            }
+            *synced = Some(kept);
         }
         let generation = policy.generation;
         self.cell.store(Arc::new(policy));
+        if !unchanged {
+            *synced = None;
+            sync(&classes)?;
+            *synced = Some(classes);
+        }
         Ok(generation)
     }
 }
@@ -170,6 +195,9 @@ fn start(
     if let Some(p) = control_socket {
         config.daemon.control_socket = p;
     }
+    // Refuse a path we must not replace before touching any interface.
+    control_socket::prepare_path(&config.daemon.control_socket)
+        .map_err(|e| StartError(format!("daemon.control_socket: {e}")))?;
     if config.dataplane.queues.is_empty() {
         return Err(StartError(format!("{}: dataplane.queues: no queue to scrub", path.display())));
     }
@@ -222,12 +250,13 @@ fn start(
         syn_previous: None,
         wall_secs: now().wall_secs,
     };
-    let mut state = PolicyState::new(path, config.clone(), facts.clone(), 1);
-    let policy = compile(&CompileInput { config: &config, file: path, generation: 1, facts: &facts, overlay: None })
-        .map_err(|e| StartError(e.to_string()))?;
+    let mut state = PolicyState::new(path, config.clone(), facts, 1);
+    // Through the state, so that its list cache holds the list files from now on.
+    let policy = state.compile(1).map_err(|e| StartError(e.to_string()))?;
     // A key changed by the first reload keeps this one valid for a period.
     state.facts.syn_previous = Some(policy.syn.clone());
     let classes = xdp_classes(&policy, &own);
+    let xdp_synced = Mutex::new(Some(classes.clone()));
     let macs = (policy.forward.next_hop_mac, policy.forward.src_mac);
     let cell = policy::cell(policy);
 
@@ -341,6 +370,7 @@ fn start(
         shared,
         captures: capture::Captures::default(),
         forwarder_only,
+        xdp_synced,
     });
     if forwarder_only {
         warn!("forwarder only: workers rewrite MAC addresses and forward everything, unchecked (a benchmark floor)");
@@ -349,6 +379,11 @@ fn start(
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| StartError(format!("signal handler: {e}")))?;
+    }
+    // Serve the socket once every worker runs: a client that can connect sees a scrubbing daemon.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while daemon.workers.iter().any(|w| !w.shared.running.load(Ordering::Acquire)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
     }
     let server = control_socket::Server::start(daemon.clone()).map_err(|e| StartError(e.to_string()))?;
     let metrics = metrics::MetricsServer::start(&daemon).map_err(|e| StartError(e.to_string()))?;
@@ -365,9 +400,19 @@ fn start(
             watch_syn_auto(&daemon, &mut syn_active);
             // Publish under the policy lock, as commands do, so snapshots go out in order.
             if let Ok(mut state) = daemon.policy.lock() {
-                match state.expire(now().mono_ns) {
+                let now_ns = now().mono_ns;
+                let expired: Vec<String> = [("deny", &state.overlay.deny), ("allow", &state.overlay.allow)]
+                    .iter()
+                    .flat_map(|(list, entries)| {
+                        entries
+                            .iter()
+                            .filter(|(_, e)| e.expires_ns.is_some_and(|t| t <= now_ns))
+                            .map(move |(c, _)| format!("{list} {c}"))
+                    })
+                    .collect();
+                match state.expire(now_ns) {
                     Some(Ok(policy)) => match daemon.publish(policy) {
-                        Ok(g) => info!(generation = g, "runtime list entries expired"),
+                        Ok(g) => info!(generation = g, entries = %expired.join(", "), "runtime list entries expired"),
                         Err(e) => warn!("publishing after expiry: {e}"),
                     },
                     Some(Err(e)) => warn!("expiring runtime entries: {e}"),
