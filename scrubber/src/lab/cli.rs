@@ -118,6 +118,7 @@ pub enum LabCommand {
         binds: Vec<SocketAddr>,
     },
     /// (Runs inside client) send numbered UDP requests from many sources; report the answers.
+    /// SIGTERM stops the sending early (the report covers what was sent).
     UdpProbe {
         /// The service, `ip:port` or `[ipv6]:port`.
         #[arg(long)]
@@ -193,7 +194,9 @@ pub fn run(cmd: LabCommand) -> ExitCode {
             };
             let o =
                 ProbeOptions { target, sources, count, rate_pps: rate, wait: Duration::from_millis(wait_ms), payload };
-            match services::udp_probe(&o) {
+            // SIGTERM or Ctrl-C: stop sending, collect the answers, report.
+            let stop = stop_flag().unwrap_or_else(|_| Arc::new(AtomicBool::new(false)));
+            match services::udp_probe_until(&o, &stop) {
                 Ok(r) => {
                     println!("{}", serde_json::to_string(&r).unwrap_or_default());
                     ExitCode::SUCCESS

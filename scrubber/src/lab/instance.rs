@@ -609,14 +609,15 @@ impl Lab {
 
     /// Starts the daemon in the scrub namespace: `ip netns exec scrb<ID>-scrub sh -c '<mount
     /// bpffs if missing>; exec "$@"' sh <bin> run --config /run/scrubber-lab/<id>/lab.toml
-    /// <extra>`, logging to `daemon.log`; returns once its control socket exists.
+    /// <extra>`, logging to `daemon.log`; returns once its control socket accepts a connection.
     pub fn start_daemon(&mut self, bin: &Path, extra: &[String]) -> Result<(), LabError> {
         if self.state.daemon.pid.is_some_and(pid_alive) {
             return Err(LabError::Invalid(format!("lab {}: the daemon is already running", self.id())));
         }
         let d = &self.state.daemon;
+        // A socket left by a killed daemon stays: the daemon replaces it (and refuses anything
+        // else at that path).
         let sock = d.control_socket.clone();
-        let _ = std::fs::remove_file(&sock);
         let mut argv: Vec<String> = vec![
             "sh".into(),
             "-c".into(),
@@ -634,8 +635,13 @@ impl Lab {
         self.state.daemon.pid = Some(pid);
         self.state.daemon.command = argv;
         self.save()?;
-        let r = self
-            .wait_ready("scrubber daemon (control socket)", pid, &log, Duration::from_secs(20), move || sock.exists());
+        let r = self.wait_ready("scrubber daemon (control socket)", pid, &log, Duration::from_secs(20), move || {
+            // This daemon's socket, not a dying predecessor's: the listener's pid is ours.
+            use std::os::fd::AsRawFd;
+            std::os::unix::net::UnixStream::connect(&sock).ok().is_some_and(|s| {
+                dataplane::xsk::sys::peer_credentials(s.as_raw_fd()).is_some_and(|c| c.pid == pid as i32)
+            })
+        });
         if r.is_err() {
             self.state.daemon.pid = None;
             self.save()?;
@@ -656,8 +662,11 @@ impl Lab {
     pub fn kill_daemon(&mut self) -> Result<(), LabError> {
         if let Some(pid) = self.state.daemon.pid.take() {
             signal(pid, "KILL");
+            // Until it is reaped: its threads (and the sockets they hold) outlive the moment
+            // its main thread turns zombie.
             let deadline = Instant::now() + Duration::from_secs(5);
-            while pid_alive(pid) && Instant::now() < deadline {
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                self.reap();
                 thread::sleep(Duration::from_millis(5));
             }
             self.reap();

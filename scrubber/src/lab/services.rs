@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -200,6 +201,13 @@ impl Probe<'_> {
 /// target) and collects the answers until every request is answered or `wait` has passed since
 /// the last one was sent.
 pub fn udp_probe(o: &ProbeOptions) -> std::io::Result<ProbeReport> {
+    udp_probe_until(o, &AtomicBool::new(false))
+}
+
+/// [`udp_probe`] that stops sending early once `stop` is set (a stream that runs until its
+/// owner is done: `scrubber lab udp-probe` sets it on SIGTERM), then collects the answers to what
+/// it sent as usual.
+pub fn udp_probe_until(o: &ProbeOptions, stop: &AtomicBool) -> std::io::Result<ProbeReport> {
     let t0 = Instant::now();
     if o.sources.is_empty() {
         return Err(std::io::Error::new(ErrorKind::InvalidInput, "udp-probe: no source addresses"));
@@ -237,9 +245,12 @@ pub fn udp_probe(o: &ProbeOptions) -> std::io::Result<ProbeReport> {
 
     let start = Instant::now();
     for seq in 0..o.count {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         if !gap.is_zero() {
             let due = start + gap.mul_f64(seq as f64);
-            while Instant::now() < due {
+            while Instant::now() < due && !stop.load(Ordering::Relaxed) {
                 p.sweep();
                 let left = due.saturating_duration_since(Instant::now());
                 thread::sleep(left.min(Duration::from_millis(1)));
