@@ -232,6 +232,10 @@ pub struct ForwardConfig {
     pub mtu: u16,
     /// Also relay origin→client traffic arriving on the egress interface.
     pub symmetric: bool,
+    /// Upstream next hop for the relayed return direction (symmetric): a MAC or "auto".
+    pub return_next_hop_mac: String,
+    /// IP of the upstream next hop, resolved when `return_next_hop_mac = "auto"`.
+    pub return_next_hop_ip: Option<String>,
 }
 
 impl Default for ForwardConfig {
@@ -245,6 +249,8 @@ impl Default for ForwardConfig {
             gre_local: None,
             mtu: 1500,
             symmetric: false,
+            return_next_hop_mac: "auto".to_string(),
+            return_next_hop_ip: None,
         }
     }
 }

@@ -267,6 +267,24 @@ impl Pipeline {
         state.stats.batches += 1;
     }
 
+    /// Relays a batch of the return direction (origin → client, symmetric deployments): frames
+    /// from protected sources are not scrubbed, but requests they carry are recorded for the
+    /// amplification defence's symmetric mode, and each frame is rewritten for the upstream next
+    /// hop and forwarded (out of the ingress interface). Malformed frames are dropped.
+    pub fn process_return(&mut self, now: Now, frames: &mut [Frame<'_>], verdicts: &mut [Verdict]) {
+        assert!(verdicts.len() >= frames.len(), "one verdict slot per frame");
+        let policy = self.cell.load();
+        let state = &mut self.state;
+        state.adopt(&policy);
+        state.last_now_ns = now.mono_ns;
+        for (frame, verdict) in frames.iter_mut().zip(verdicts.iter_mut()) {
+            let len = frame.len();
+            let v = state.relay(&policy, now, frame);
+            state.stats.verdict(v, len);
+            *verdict = v;
+        }
+    }
+
     /// Decides one frame (a batch of one).
     pub fn process_one(&mut self, now: Now, frame: &mut Frame<'_>) -> Verdict {
         let mut v = [Verdict::Pass];
@@ -297,6 +315,27 @@ impl Pipeline {
 }
 
 impl State {
+    /// One frame of the return direction. See `Pipeline::process_return`.
+    fn relay(&mut self, policy: &Policy, now: Now, frame: &mut Frame<'_>) -> Verdict {
+        let info = match parse(frame.data()) {
+            Ok(Some(info)) => info,
+            Ok(None) => return Verdict::Pass,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        if let Some(DstClass::Protected(i)) = policy.classify_dst(info.src) {
+            let (_, profile) = policy.profile_of(i);
+            if profile.amp.symmetric {
+                self.amp.record_request(&self.shared.amp, &policy.amp, now, &info, frame.data(), &mut self.stats);
+            }
+        }
+        let s = &policy.forward;
+        let d = frame.data_mut();
+        d[0..6].copy_from_slice(&s.return_next_hop_mac);
+        d[6..12].copy_from_slice(&s.return_src_mac);
+        self.stats.event(Event::ReturnRelayed);
+        Verdict::Forward
+    }
+
     /// Hands a decided frame to a capture session, tagged with what the countermeasures learned.
     #[cold]
     fn offer_capture(&self, session: &capture::Session, now: Now, v: Verdict, lookup: &Lookup, frame: &[u8]) {

@@ -184,6 +184,10 @@ pub struct ForwardSettings {
     pub gre_local: u32,
     /// Egress MTU (IP bytes) checked before encapsulating.
     pub egress_mtu: u16,
+    /// Source MAC of relayed origin → client frames (the ingress interface's), symmetric only.
+    pub return_src_mac: [u8; 6],
+    /// Destination MAC of relayed origin → client frames (the upstream router's), symmetric only.
+    pub return_next_hop_mac: [u8; 6],
 }
 
 /// The immutable policy snapshot. Build it with `PolicyBuilder`.

@@ -21,6 +21,10 @@ pub fn default_source() -> PathBuf {
 pub fn adapt(mut config: Config, opts: &LabOptions, dir: &Path) -> Config {
     config.daemon.control_socket = dir.join("control.sock");
     config.forward.symmetric = opts.symmetric;
+    if opts.symmetric && config.forward.return_next_hop_ip.is_none() {
+        // The edge router's address on the ingress link: where relayed replies go.
+        config.forward.return_next_hop_ip = Some("198.18.0.1".to_string());
+    }
     if opts.gre {
         config.forward.mode = ForwardModeConfig::Gre;
         config.forward.gre_local = Some(SCRUB_OUT0_V4.to_string());
