@@ -92,10 +92,11 @@ pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock:
         let mut received = n;
         if n > 0 {
             activity.batch_sizes[batch_bucket(n)] += 1;
-            let mut frames = io.frames(n);
-            pipeline.process(now, &mut frames[..n], &mut verdicts[..n]);
-            let (passed, unfit) = route(&mut frames[..n], &verdicts[..n], &mut lens, &mut dest);
-            drop(frames);
+            let (passed, unfit) = {
+                let mut frames = io.frames(n);
+                pipeline.process(now, &mut frames[..n], &mut verdicts[..n]);
+                route(&mut frames[..n], &verdicts[..n], &mut lens, &mut dest)
+            };
             pass_dropped += passed;
             io.count_relocate_failed(unfit);
             io.dispatch(n, &lens[..n], &dest[..n]);
@@ -104,10 +105,11 @@ pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock:
             let m = io.receive(Side::Egress);
             if m > 0 {
                 received += m;
-                let mut frames = io.frames(m);
-                pipeline.process_return(now, &mut frames[..m], &mut verdicts[..m]);
-                let (passed, unfit) = route(&mut frames[..m], &verdicts[..m], &mut lens, &mut dest);
-                drop(frames);
+                let (passed, unfit) = {
+                    let mut frames = io.frames(m);
+                    pipeline.process_return(now, &mut frames[..m], &mut verdicts[..m]);
+                    route(&mut frames[..m], &verdicts[..m], &mut lens, &mut dest)
+                };
                 pass_dropped += passed;
                 io.count_relocate_failed(unfit);
                 io.dispatch(m, &lens[..m], &dest[..m]);
