@@ -225,6 +225,16 @@ fn validate_dataplane(cfg: &Config, file: &Path) -> Result<(), ConfigError> {
             ),
         ));
     }
+    if !(50..=60_000).contains(&d.watchdog_ms) {
+        return Err(ConfigError::new(file, "dataplane.watchdog_ms", format!("{} must be 50..=60000", d.watchdog_ms)));
+    }
+    if d.busy_poll_budget > 1024 {
+        return Err(ConfigError::new(
+            file,
+            "dataplane.busy_poll_budget",
+            format!("{} must be 0..=1024", d.busy_poll_budget),
+        ));
+    }
     let mut seen = HashSet::new();
     for (i, q) in d.queues.iter().enumerate() {
         if q.interface.is_empty() || q.interface.len() > 15 {

@@ -70,6 +70,8 @@ pub struct WorkerShared {
     pub heartbeat: AtomicU64,
     /// Set once the worker has entered its loop.
     pub running: AtomicBool,
+    /// Fault injection (tests of the watchdog): the worker sleeps until this monotonic time, ns.
+    pub stall_until_ns: AtomicU64,
 }
 
 /// Runs the loop until `shared.stop` is set. `clock` is read once per batch.
@@ -89,6 +91,7 @@ pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock:
         io.refill();
         let n = io.receive(Side::Ingress);
         let now = clock();
+        stall_if_asked(&shared, now.mono_ns);
         let mut received = n;
         if n > 0 {
             activity.batch_sizes[batch_bucket(n)] += 1;
@@ -132,6 +135,22 @@ pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock:
         }
     }
     publish(&shared, &mut pipeline, &io, pass_dropped, &activity, clock().mono_ns);
+}
+
+/// Fault injection for the watchdog's tests: a worker asked to stall stops making progress (no
+/// heartbeat, no receive) until the given time. One relaxed load per pass otherwise.
+#[cold]
+fn stall(shared: &WorkerShared, until_ns: u64, now_ns: u64) {
+    std::thread::sleep(std::time::Duration::from_nanos(until_ns.saturating_sub(now_ns)));
+    shared.stall_until_ns.store(0, Ordering::Relaxed);
+}
+
+#[inline(always)]
+fn stall_if_asked(shared: &WorkerShared, now_ns: u64) {
+    let until = shared.stall_until_ns.load(Ordering::Relaxed);
+    if until > now_ns {
+        stall(shared, until, now_ns);
+    }
 }
 
 /// Turns verdicts into destinations and brings each frame back to its descriptor's address;

@@ -44,6 +44,9 @@ pub struct XskSettings {
     pub bind: BindMode,
     /// Frames per RX batch (<= MAX_BATCH).
     pub batch: usize,
+    /// Preferred busy polling with this budget (0: off): the kernel polls the NIC queue from the
+    /// worker's own syscalls instead of interrupts (SO_PREFER_BUSY_POLL, SO_BUSY_POLL_BUDGET).
+    pub busy_poll_budget: u32,
 }
 
 /// An error setting up sockets.
@@ -241,6 +244,13 @@ impl Io {
             None => None,
         };
         let batch = settings.batch.clamp(1, MAX_BATCH);
+        if settings.busy_poll_budget > 0 {
+            for fd in std::iter::once(ingress_port.rx.fd().as_raw_fd())
+                .chain(egress_port.as_ref().map(|p| p.rx.fd().as_raw_fd()))
+            {
+                set_busy_poll(fd, settings.busy_poll_budget)?;
+            }
+        }
         let mut io = Io {
             ingress: ingress_port,
             egress: egress_port,
@@ -452,6 +462,33 @@ fn prefetch(p: *const u8) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
+}
+
+/// Preferred busy polling on socket `fd` (kernel 5.11+).
+fn set_busy_poll(fd: RawFd, budget: u32) -> Result<(), XskError> {
+    // SO_PREFER_BUSY_POLL (69) and SO_BUSY_POLL_BUDGET (70) from asm-generic/socket.h.
+    const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+    const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+    for (opt, value, name) in [
+        (SO_PREFER_BUSY_POLL, 1i32, "SO_PREFER_BUSY_POLL"),
+        (libc::SO_BUSY_POLL, 20, "SO_BUSY_POLL"),
+        (SO_BUSY_POLL_BUDGET, budget as i32, "SO_BUSY_POLL_BUDGET"),
+    ] {
+        // SAFETY: `value` is a valid c_int for the duration of the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&value as *const i32).cast(),
+                size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(e(format!("setting {name} for preferred busy polling"), io::Error::last_os_error()));
+        }
+    }
+    Ok(())
 }
 
 fn fill_port(port: &mut Port, free: &mut Vec<FrameDesc>) {

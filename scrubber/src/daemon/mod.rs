@@ -47,6 +47,10 @@ pub struct WorkerInfo {
     pub zero_copy: bool,
     /// Shared counters and stop flag.
     pub shared: Arc<WorkerShared>,
+    /// The ingress socket, to take out of the XSKMAP when the worker stalls and put back.
+    pub ingress_fd: std::os::fd::RawFd,
+    /// Set by the watchdog while the worker makes no progress (its queue is in fail mode).
+    pub stalled: AtomicBool,
 }
 
 /// Everything the control socket reads.
@@ -309,6 +313,7 @@ fn start(
             CfgBind::Copy => BindMode::Copy,
         },
         batch: d.batch as usize,
+        busy_poll_budget: d.busy_poll_budget,
     };
     let n_workers = d.queues.len() as u32;
     let shared_config = dataplane::pipeline::SharedConfig {
@@ -353,6 +358,8 @@ fn start(
             egress: egress_pair,
             zero_copy: io.zero_copy(),
             shared: shared_worker.clone(),
+            ingress_fd: io.ingress_fd(),
+            stalled: AtomicBool::new(false),
         });
         let core = q.core;
         let name = format!("w-{}-{}", q.interface, q.queue);
@@ -403,8 +410,10 @@ fn start(
     // Housekeeping: counter history for rates (every second), expiry of runtime list entries.
     let mut last_tick = Instant::now() - Duration::from_secs(1);
     let mut syn_active: std::collections::HashMap<dataplane::Cidr, bool> = std::collections::HashMap::new();
+    let mut watchdog = Watchdog::new(&daemon);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        watchdog.check(&daemon);
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
             anchor_wall_clock();
@@ -450,6 +459,56 @@ fn start(
         }
     }
     Ok(())
+}
+
+/// Per-queue watchdog: a worker whose loop makes no progress for `dataplane.watchdog_ms` has its
+/// socket taken out of the XDP program's socket map, so its queue falls to the fail mode (open:
+/// the kernel forwards; closed: dropped) instead of piling up behind a dead loop; `health`
+/// reports it. When the loop moves again the socket goes back in.
+struct Watchdog {
+    last: Vec<(u64, Instant)>,
+    limit: Duration,
+}
+
+impl Watchdog {
+    fn new(d: &Daemon) -> Watchdog {
+        let now = Instant::now();
+        Watchdog {
+            last: d.workers.iter().map(|w| (w.shared.heartbeat.load(Ordering::Relaxed), now)).collect(),
+            limit: Duration::from_millis(d.config.dataplane.watchdog_ms),
+        }
+    }
+
+    fn check(&mut self, d: &Daemon) {
+        let now = Instant::now();
+        for (w, (beat, seen)) in d.workers.iter().zip(self.last.iter_mut()) {
+            let current = w.shared.heartbeat.load(Ordering::Relaxed);
+            let Some(prog) = d.programs.iter().find(|p| p.ifname() == w.interface) else { continue };
+            if current != *beat {
+                *beat = current;
+                *seen = now;
+                if w.stalled.swap(false, Ordering::AcqRel) {
+                    match prog.insert_socket(w.queue, w.ingress_fd) {
+                        Ok(()) => info!(
+                            interface = w.interface,
+                            queue = w.queue,
+                            "worker progressing again; queue scrubbed again"
+                        ),
+                        Err(e) => warn!(interface = w.interface, queue = w.queue, "re-registering the socket: {e}"),
+                    }
+                }
+            } else if now.duration_since(*seen) >= self.limit && !w.stalled.swap(true, Ordering::AcqRel) {
+                let _ = prog.remove_socket(w.queue);
+                error!(
+                    interface = w.interface,
+                    queue = w.queue,
+                    stalled_ms = now.duration_since(*seen).as_millis() as u64,
+                    fail = ?d.config.dataplane.fail,
+                    "worker stalled; its queue falls to the fail mode"
+                );
+            }
+        }
+    }
 }
 
 /// Lets quiet `auto` prefixes switch off (workers only evaluate when SYNs arrive) and logs every
