@@ -5,7 +5,6 @@
 //! challenged again): the flood only ever competes with its own kind.
 
 use std::net::IpAddr;
-use std::time::Duration;
 use tests::topo::ORIGIN_V4;
 use tests::{GenSpec, LabOptions, TempConfig, TestLab, client_sources_v4, require_root};
 
