@@ -109,17 +109,23 @@ struct Lookup {
 impl Lookup {
     const EMPTY: Lookup = Lookup { parsed: Ok(None), dst: None, allowed: false, denied: false };
 
+    /// Parses the frame and starts loading the list records its lookups will read.
     #[inline]
-    fn of(policy: &Policy, now: Now, frame: &[u8]) -> Lookup {
+    fn parse(policy: &Policy, frame: &[u8]) -> Lookup {
         let parsed = parse(frame);
-        match parsed {
-            Ok(Some(info)) => Lookup {
-                parsed,
-                dst: policy.classify_dst(info.dst),
-                allowed: policy.allowed(info.src, now.mono_ns),
-                denied: policy.denied(info.src, now.mono_ns),
-            },
-            _ => Lookup { parsed, ..Lookup::EMPTY },
+        if let Ok(Some(info)) = parsed {
+            policy.prefetch_lists(info.src);
+        }
+        Lookup { parsed, ..Lookup::EMPTY }
+    }
+
+    /// The lookups, once every frame of the batch has been parsed.
+    #[inline]
+    fn look_up(&mut self, policy: &Policy, now: Now) {
+        if let Ok(Some(info)) = self.parsed {
+            self.dst = policy.classify_dst(info.dst);
+            self.allowed = policy.allowed(info.src, now.mono_ns);
+            self.denied = policy.denied(info.src, now.mono_ns);
         }
     }
 }
@@ -243,7 +249,10 @@ impl Pipeline {
         state.last_now_ns = now.mono_ns;
         for (frames, verdicts) in frames.chunks_mut(MAX_BATCH).zip(verdicts.chunks_mut(MAX_BATCH)) {
             for (frame, lookup) in frames.iter().zip(state.lookups.iter_mut()) {
-                *lookup = Lookup::of(&policy, now, frame.data());
+                *lookup = Lookup::parse(&policy, frame.data());
+            }
+            for (frame, lookup) in frames.iter().zip(state.lookups.iter_mut()) {
+                lookup.look_up(&policy, now);
                 // Start the QUIC table reads of this frame so the batch's misses overlap.
                 if let (Ok(Some(info)), Some(DstClass::Protected(i))) = (lookup.parsed, lookup.dst) {
                     let quic = &policy.profile_of(i).1.quic;

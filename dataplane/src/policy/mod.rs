@@ -247,6 +247,18 @@ impl Policy {
         matches!(lookup(&self.deny_v4, &self.deny_v6, src), Some(exp) if exp > now_ns)
     }
 
+    /// Starts loading what `denied(src)` and `allowed(src)` will read (large lists miss the cache).
+    #[inline]
+    pub fn prefetch_lists(&self, src: Addr) {
+        if src.is_v4() {
+            self.deny_v4.prefetch(src.v4_value());
+            self.allow_v4.prefetch(src.v4_value());
+        } else {
+            self.deny_v6.prefetch(src.0);
+            self.allow_v6.prefetch(src.0);
+        }
+    }
+
     /// True when `src` lies in a special-purpose range that is not exempted.
     #[inline]
     pub fn is_bogon(&self, src: Addr) -> bool {

@@ -9,6 +9,7 @@
 //! descriptors are outstanding, since copy-mode transmit sends only a small batch per kick.
 
 use crate::frame::Frame;
+use crate::xsk::prefetch;
 use std::io;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
@@ -452,17 +453,6 @@ impl Io {
     }
 }
 
-/// Asks the CPU to bring the cache line at `p` closer (no-op where not supported).
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it never faults and reads nothing into the program.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
 
 /// Preferred busy polling on socket `fd` (kernel 5.11+).
 fn set_busy_poll(fd: RawFd, budget: u32) -> Result<(), XskError> {
