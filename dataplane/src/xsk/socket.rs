@@ -453,7 +453,6 @@ impl Io {
     }
 }
 
-
 /// Preferred busy polling on socket `fd` (kernel 5.11+).
 fn set_busy_poll(fd: RawFd, budget: u32) -> Result<(), XskError> {
     // SO_PREFER_BUSY_POLL (69) and SO_BUSY_POLL_BUDGET (70) from asm-generic/socket.h.
