@@ -491,9 +491,10 @@ pub struct BudgetReport {
 pub struct AmpReport {
     /// What the config does at origin's address.
     pub plan: Option<AmpPlan>,
-    /// Vectors whose flood packets are dropped.
+    /// Vectors the profile drops (when enforced).
     pub dropped_vectors: Vec<String>,
-    /// Attack packets of dropped vectors that reached origin (nftables; first fragments included).
+    /// Attack packets of those vectors that reached origin (nftables; first fragments included):
+    /// 0 when the countermeasure acts.
     pub dropped_vectors_at_origin: u64,
     /// Attack-marked non-first fragments that reached origin.
     pub later_fragments_at_origin: u64,
@@ -532,8 +533,11 @@ impl AmpRun {
     /// counters for the `udp-amp` mix.
     pub fn prepare(lab: &mut Lab) -> Result<AmpRun, LabError> {
         let plan = AmpPlan::load(&lab.state().daemon.config, ORIGIN_V4.into()).map_err(LabError::Invalid)?;
-        let matchers =
-            DropMatchers::new(&plan, &flood_samples(None).map_err(LabError::Invalid)?).map_err(LabError::Invalid)?;
+        // Origin counts what the profile drops when it acts, so that a control run with the
+        // countermeasure off (or in monitor mode) shows those vectors arriving.
+        let protected = AmpPlan { enforced: true, ..plan.clone() };
+        let matchers = DropMatchers::new(&protected, &flood_samples(None).map_err(LabError::Invalid)?)
+            .map_err(LabError::Invalid)?;
         lab.start_resolver()?;
         lab.load_amp_counters(&matchers)?;
         Ok(AmpRun {
@@ -655,7 +659,7 @@ pub fn format_report(a: &AmpReport) -> String {
     };
     if let Some(p) = &a.plan {
         line(format!(
-            "amp            profile {} ({}{}); {} vectors dropped",
+            "amp            profile {} ({}{}); it drops {} vectors",
             p.profile,
             if p.enforced { "enforced" } else { "NOT enforced" },
             if p.resolver { ", resolver" } else { "" },
