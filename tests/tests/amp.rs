@@ -264,7 +264,8 @@ fn assert_legit_served(what: &str, f: &Flood) {
     assert_eq!(f.dig.ok, f.dig.attempts, "{what}: dig from origin to the resolver: {:?}", f.dig);
 }
 
-/// The mix at the lab's fixed rate, then as fast as the generator can: no packet of a dropped
+/// The mix at the lab's fixed rate, then as fast as the generator can, then over IPv6 (fragment
+/// headers) at a quarter of the fixed rate: no packet of a dropped
 /// vector reaches origin (counters and capture), later fragments of dropped datagrams are
 /// dropped as `amp_fragment`, every drop is under the countermeasure's own reasons, the
 /// per-vector counters move in `stats` and on the metrics endpoint alike, both workers take
@@ -276,11 +277,18 @@ fn reflection_mix_is_dropped_by_vector_at_fixed_and_max_rate() {
     assert!(plan.enforced && plan.resolver, "{plan:?}");
     assert!(m.all_fragmented_dropped(), "{m:?}");
     eprintln!("dropped vectors {:?}; origin matchers {:?} {:?}", m.dropped_vectors, m.ports, m.lengths);
-    for (what, rate, seconds) in [("fixed rate", FIXED_RATE, 4.0), ("max rate", 0, 3.0)] {
-        let spec = GenSpec { rate, seconds, ..GenSpec::attack(&["udp-amp"]) };
+    let v4 = GenSpec::attack(&["udp-amp"]);
+    // The same mix over IPv6 (fragment headers), more briefly: origin counts it in the same table.
+    let v6 = GenSpec { rate: FIXED_RATE / 4, seconds: 2.0, ..GenSpec::attack_v6(&["udp-amp"]) };
+    for (what, spec) in [
+        ("fixed rate", GenSpec { rate: FIXED_RATE, seconds: 4.0, ..v4.clone() }),
+        ("max rate", GenSpec { rate: 0, seconds: 3.0, ..v4 }),
+        ("ipv6", v6),
+    ] {
         let f = flood(&t, &m, &spec);
+        let floor = if spec.rate == 0 { FIXED_RATE } else { spec.rate };
         assert!(
-            f.sent.sent >= (FIXED_RATE as f64 * seconds * 0.5) as u64,
+            f.sent.sent >= (floor as f64 * spec.seconds * 0.5) as u64,
             "{what}: the generator sent {}",
             f.sent.sent
         );
