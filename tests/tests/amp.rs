@@ -235,6 +235,13 @@ fn assert_both_workers(what: &str, f: &Flood) {
     }
 }
 
+/// Whether losing `lost` of `n` exchanges is no worse than a socket overflow of `share` of all
+/// frames explains: overflow comes in bursts (a worker held off its core), so up to three times
+/// the share, plus `slack` exchanges.
+fn overflow_explains(lost: u64, n: u64, share: f64, slack: u64) -> bool {
+    lost as f64 <= 3.0 * share * n as f64 + slack as f64
+}
+
 /// At least 99.9 % of the legitimate UDP exchanges (by sequence number) and every dig from
 /// origin succeeded. Only where the workers' sockets overflowed — the kernel dropped frames
 /// before any check: on this shared 2-core VM other load (builds pinned nowhere, other labs'
@@ -256,8 +263,9 @@ fn assert_legit_served(what: &str, f: &Flood) {
             share * 100.0,
             p.sent
         );
-        assert!(lost as f64 <= 3.0 * share * p.sent as f64 + 3.0, "{what}: {lost} lost beyond the overflow: {p:?}");
-        assert!(f.dig.ok + 1 >= f.dig.attempts, "{what}: dig from origin to the resolver: {:?}", f.dig);
+        assert!(overflow_explains(lost, p.sent, share, 3), "{what}: {lost} lost beyond the overflow: {p:?}");
+        let dig_lost = f.dig.attempts - f.dig.ok;
+        assert!(overflow_explains(dig_lost, f.dig.attempts, share, 1), "{what}: dig from origin: {:?}", f.dig);
         return;
     }
     assert!(lost * 1000 <= p.sent, "{what}: {} of {} sequence numbers answered: {:?}", p.answered, p.sent, p);
@@ -388,10 +396,12 @@ fn without_the_countermeasure_the_flood_reaches_origin() {
     assert!(d.keys().all(|r| !AMP_REASONS.contains(&r.as_str())), "nothing dropped as amp: {d:?}");
     assert_eq!(f.vectors.total(), 0, "the countermeasure saw nothing: {:?}", f.vectors);
     let (dropped_vectors, later) = (f.origin.packets("drop_vectors"), f.origin.packets("later_fragments"));
-    // Most of the mix is of vectors the lab profile drops when protected.
-    assert!(dropped_vectors as f64 >= 0.5 * f.sent.sent as f64, "origin {:?} of {} sent", f.origin, f.sent.sent);
-    assert!(later as f64 >= 0.1 * f.sent.sent as f64, "later fragments reach origin: {:?}", f.origin);
-    assert!(f.origin.packets("attack") as f64 >= 0.95 * f.sent.sent as f64, "{:?}", f.origin);
+    // What the workers got of the flood (less what their sockets dropped, counted) all reaches
+    // origin; most of the mix is of vectors the lab profile drops when it acts.
+    let received = f.sent.sent - (socket_drops(&f.after) - socket_drops(&f.before));
+    assert!(f.origin.packets("attack") as f64 >= 0.99 * received as f64, "{:?} of {received}", f.origin);
+    assert!(dropped_vectors as f64 >= 0.5 * received as f64, "origin {:?} of {received}", f.origin);
+    assert!(later as f64 >= 0.1 * received as f64, "later fragments reach origin: {:?}", f.origin);
     assert_eq!(f.captured.len(), 100, "tcpdump at origin sees the flood: {:?}", &f.captured[..f.captured.len().min(3)]);
     assert_legit_served("control", &f);
 }
@@ -421,7 +431,6 @@ fn lab_run_udp_amp_reports_vectors_budgets_and_dig() {
     assert!(n("/worker_rx/in0~10") > 0 && n("/worker_rx/in0~11") > 0, "two workers: {a}");
     assert!(n("/vectors/dns-any/dropped") > 0 && n("/metrics/dns-any/dropped") > 0, "{a}");
     assert_eq!(a["plan"]["resolver"], true);
-    assert!(n("/dig/attempts") >= 3 && n("/dig/ok") == n("/dig/attempts"), "dig {}", a["dig"]);
     let budgets = a["budgets"].as_array().expect("budgets");
     assert!(budgets.iter().any(|b| b["vector"] == "stun"), "{a}");
     for b in budgets {
@@ -431,5 +440,21 @@ fn lab_run_udp_amp_reports_vectors_budgets_and_dig() {
             assert!(ratio >= 0.95, "a vector over its budget gets the whole budget: {b}");
         }
     }
-    assert!(a["legit_udp_pct"].as_f64().unwrap() >= 99.9, "{a}");
+    // As in assert_legit_served: 99.9 % of the UDP exchanges and every dig, unless the workers'
+    // sockets overflowed (counted), and then no worse than that overflow explains.
+    let rc = &r["reconciliation"];
+    let overflow = rc["socket_dropped"].as_u64().unwrap_or(0);
+    let share = overflow as f64 / rc["xdp_redirected"].as_f64().unwrap_or(1.0).max(1.0);
+    let (sent, answered) = (r.pointer("/legit/udp/sent"), r.pointer("/legit/udp/answered"));
+    let (sent, answered) = (sent.and_then(Value::as_u64).unwrap_or(0), answered.and_then(Value::as_u64).unwrap_or(0));
+    let (digs, digs_ok) = (n("/dig/attempts"), n("/dig/ok"));
+    assert!(sent >= 500 && digs >= 3, "{}; dig {}", r["legit"]["udp"], a["dig"]);
+    if overflow == 0 {
+        assert!((sent - answered) * 1000 <= sent, "legitimate UDP: {}", r["legit"]["udp"]);
+        assert_eq!(digs_ok, digs, "dig {}", a["dig"]);
+    } else {
+        eprintln!("the workers' sockets dropped {overflow} frames ({:.3} %)", share * 100.0);
+        assert!(overflow_explains(sent - answered, sent, share, 3), "{overflow} socket drops: {}", r["legit"]["udp"]);
+        assert!(overflow_explains(digs - digs_ok, digs, share, 1), "{overflow} socket drops: dig {}", a["dig"]);
+    }
 }

@@ -554,7 +554,8 @@ impl AmpRun {
     /// declares a resolver. Call right before the measured window.
     pub fn begin(&mut self, lab: &Lab) -> Result<(), LabError> {
         self.stats0 = lab.ctl("stats", serde_json::json!({}))?;
-        self.metrics0 = AmpCounts::from_metrics(&lab.metrics()?);
+        // A config with the metrics endpoint off reports no metrics rather than failing the run.
+        self.metrics0 = lab.metrics().map(|t| AmpCounts::from_metrics(&t)).unwrap_or_default();
         self.origin0 = lab.amp_counters()?;
         if self.plan.resolver {
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -585,7 +586,7 @@ impl AmpRun {
         });
         let stats = lab.ctl("stats", serde_json::json!({}))?;
         let vectors = AmpCounts::from_stats(&stats).since(&AmpCounts::from_stats(&self.stats0));
-        let metrics = AmpCounts::from_metrics(&lab.metrics()?).since(&self.metrics0);
+        let metrics = lab.metrics().map(|t| AmpCounts::from_metrics(&t)).unwrap_or_default().since(&self.metrics0);
         let origin = lab.amp_counters()?.since(&self.origin0);
         let budgets = self
             .plan

@@ -386,7 +386,7 @@ pub fn run(o: &RunOptions, bin: &Path, stop: &Arc<AtomicBool>, live: &mut dyn Wr
         scenario: o.scenario.name().into(),
         requested_seconds: o.seconds,
         lab: serde_json::json!({
-            "id": lab.id(), "symmetric": o.symmetric,
+            "id": lab.id(), "symmetric": o.symmetric, "queues": o.queues,
             "config": lab.state().daemon.config, "source_config": lab.state().daemon.source_config,
         }),
         ..RunReport::default()
