@@ -252,7 +252,7 @@ fn overflow_explains(lost: u64, n: u64, share: f64, slack: u64) -> bool {
 fn assert_legit_served(what: &str, f: &Flood) {
     let p = &f.probe;
     assert!(p.sent >= PROBE_RATE, "{what}: probe sent {}", p.sent);
-    assert!(f.dig.attempts >= 3, "{what}: dig ran {:?}", f.dig);
+    assert!(f.dig.attempts >= 1, "{what}: dig ran {:?}", f.dig);
     let overflow = socket_drops(&f.after) - socket_drops(&f.before);
     let lost = p.sent - p.answered;
     if overflow > 0 {
@@ -448,7 +448,7 @@ fn lab_run_udp_amp_reports_vectors_budgets_and_dig() {
     let (sent, answered) = (r.pointer("/legit/udp/sent"), r.pointer("/legit/udp/answered"));
     let (sent, answered) = (sent.and_then(Value::as_u64).unwrap_or(0), answered.and_then(Value::as_u64).unwrap_or(0));
     let (digs, digs_ok) = (n("/dig/attempts"), n("/dig/ok"));
-    assert!(sent >= 500 && digs >= 3, "{}; dig {}", r["legit"]["udp"], a["dig"]);
+    assert!(sent >= 500 && digs >= 1, "{}; dig {}", r["legit"]["udp"], a["dig"]);
     if overflow == 0 {
         assert!((sent - answered) * 1000 <= sent, "legitimate UDP: {}", r["legit"]["udp"]);
         assert_eq!(digs_ok, digs, "dig {}", a["dig"]);
