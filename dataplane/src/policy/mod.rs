@@ -189,6 +189,10 @@ pub struct ForwardSettings {
     pub gre_local: u32,
     /// Egress MTU (IP bytes) checked before encapsulating.
     pub egress_mtu: u16,
+    /// Source MAC of relayed origin → client frames (the ingress interface's), symmetric only.
+    pub return_src_mac: [u8; 6],
+    /// Destination MAC of relayed origin → client frames (the upstream router's), symmetric only.
+    pub return_next_hop_mac: [u8; 6],
 }
 
 /// The immutable policy snapshot. Build it with `PolicyBuilder`.
@@ -250,6 +254,16 @@ impl PrefixList {
         matches!(lookup(&self.v4, &self.v6, addr), Some(exp) if exp > now_ns)
     }
 
+    /// Starts loading the records a lookup of `addr` will read.
+    #[inline]
+    pub fn prefetch(&self, addr: Addr) {
+        if addr.is_v4() {
+            self.v4.prefetch(addr.v4_value());
+        } else {
+            self.v6.prefetch(addr.0);
+        }
+    }
+
     /// Number of prefixes (both families).
     pub fn len(&self) -> usize {
         self.v4.prefix_count() + self.v6.prefix_count()
@@ -284,6 +298,15 @@ impl Policy {
     #[inline]
     pub fn denied(&self, src: Addr, now_ns: u64) -> bool {
         self.deny.live(src, now_ns) || self.deny_runtime.live(src, now_ns)
+    }
+
+    /// Starts loading what `denied(src)` and `allowed(src)` will read (large lists miss the cache).
+    #[inline]
+    pub fn prefetch_lists(&self, src: Addr) {
+        self.deny.prefetch(src);
+        self.deny_runtime.prefetch(src);
+        self.allow.prefetch(src);
+        self.allow_runtime.prefetch(src);
     }
 
     /// True when `src` lies in a special-purpose range that is not exempted.
