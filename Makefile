@@ -19,6 +19,8 @@ build: deps
 ## integration tests one at a time.
 test: build
 	$(CARGO) fmt --all -- --check
+	# The fuzz targets live outside the workspace; keep them compiling (stable, no sanitizer).
+	$(CARGO) check --manifest-path fuzz/Cargo.toml --bins --quiet
 	$(CARGO) test --workspace --profile $(PROFILE) --exclude tests
 	SCRUBBER_BIN=$(CURDIR)/$(BIN)/scrubber $(CARGO) test -p tests --profile $(PROFILE) -- --test-threads=1
 
