@@ -5,7 +5,7 @@ CARGO ?= cargo
 PROFILE ?= ci
 BIN := target/$(PROFILE)
 
-.PHONY: all deps build test lab bench bench-lab fuzz soak fmt lint clean
+.PHONY: all deps build test lab bench bench-lab bench-rfc2544 fuzz soak fmt lint clean
 
 all: build
 
@@ -19,6 +19,8 @@ build: deps
 ## integration tests one at a time.
 test: build
 	$(CARGO) fmt --all -- --check
+	# The fuzz targets live outside the workspace; keep them compiling (stable, no sanitizer).
+	$(CARGO) check --manifest-path fuzz/Cargo.toml --bins --quiet
 	$(CARGO) test --workspace --profile $(PROFILE) --exclude tests
 	SCRUBBER_BIN=$(CURDIR)/$(BIN)/scrubber $(CARGO) test -p tests --profile $(PROFILE) -- --test-threads=1
 
@@ -53,6 +55,11 @@ bench-lab: build
 
 ## make soak: the mixed lab scenario for SOAK_SECONDS (default 600) watched from outside: memory
 ## flat after warm-up, no counter going backwards, no error in the log (root; not in make test).
+## make bench-rfc2544: throughput (RFC 2544 style search, loss tolerance 0.1 %) with full checks
+## for frame sizes 64..1518 (root; not part of make test).
+bench-rfc2544: build
+	$(BIN)/scrubber lab bench --throughput $(BENCH_ARGS)
+
 SOAK_SECONDS ?= 600
 soak: build
 	python3 scripts/soak.py --seconds $(SOAK_SECONDS) --bin $(BIN)/scrubber --ctl $(BIN)/scrubctl

@@ -3,7 +3,7 @@
 # Idempotent; safe to run on every `make`. Needs root (apt-get) when something is missing.
 set -euo pipefail
 
-BUILD_PKGS=(clang llvm libelf-dev libpcap-dev m4 pkg-config zlib1g-dev make gcc libc6-dev)
+BUILD_PKGS=(clang llvm libelf-dev libpcap-dev m4 pkg-config zlib1g-dev make gcc g++ libc6-dev)
 LAB_PKGS=(iproute2 ethtool nftables tcpdump netsniff-ng hping3 dnsutils python3 curl procps kmod iputils-ping linux-libc-dev)
 
 missing=()

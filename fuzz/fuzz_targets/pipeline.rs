@@ -34,6 +34,8 @@ fn pipeline(mode: ForwardMode) -> Pipeline {
         vlan: VlanAction::Set(5),
         gre_local: 0xc612_0002,
         egress_mtu: 1500,
+        return_src_mac: [2, 0, 0, 0, 0, 3],
+        return_next_hop_mac: [2, 0, 0, 0, 0, 4],
     };
     Pipeline::new(policy::cell(b.build()), PipelineConfig { src_buckets: 256, dst_buckets: 256, ..Default::default() })
 }

@@ -5,6 +5,7 @@ use super::instance::{self, Lab};
 use super::run::{self, RunOptions, Scenario};
 use super::services::{self, ProbeOptions};
 use super::state::LabState;
+use super::throughput::{self, ThroughputOptions};
 use super::topo::LabOptions;
 use clap::Subcommand;
 use std::net::SocketAddr;
@@ -118,6 +119,22 @@ pub enum LabCommand {
         /// Core to pin the generator to (the lab config pins the worker to core 1).
         #[arg(long, default_value_t = 0)]
         gen_core: usize,
+        /// Instead: an RFC 2544 style throughput search with full checks, per frame size
+        /// (`--sizes`), each trial `--trial-seconds` long (what `make bench-rfc2544` runs).
+        #[arg(long)]
+        throughput: bool,
+        /// Frame sizes with the FCS for `--throughput`.
+        #[arg(long, value_delimiter = ',', default_values_t = throughput::RFC2544_SIZES)]
+        sizes: Vec<usize>,
+        /// Seconds per trial of `--throughput`.
+        #[arg(long, default_value_t = 2.0)]
+        trial_seconds: f64,
+        /// Loss a passing trial of `--throughput` may have, as a fraction (RFC 2544: 0).
+        #[arg(long, default_value_t = 0.001)]
+        max_loss: f64,
+        /// `--throughput` stops bisecting when pass and fail are closer than this fraction.
+        #[arg(long, default_value_t = 0.05)]
+        resolution: f64,
     },
     /// (Runs inside origin) serve the UDP sequence service until killed.
     UdpEcho {
@@ -188,7 +205,22 @@ pub fn run(cmd: LabCommand) -> ExitCode {
             let o = RunOptions { id, scenario, seconds, rate, symmetric, config, gen_core, queues };
             lab_run(&o, json)
         }
-        LabCommand::Bench { rate, seconds, rounds, json, config, id, gen_core } => {
+        LabCommand::Bench {
+            json,
+            config,
+            id,
+            gen_core,
+            throughput: true,
+            sizes,
+            trial_seconds,
+            max_loss,
+            resolution,
+            ..
+        } => {
+            let o = ThroughputOptions { id, sizes, trial_seconds, max_loss, resolution, config, gen_core };
+            lab_throughput(&o, json)
+        }
+        LabCommand::Bench { rate, seconds, rounds, json, config, id, gen_core, .. } => {
             let o = BenchOptions { id, rate, seconds, rounds, config, gen_core };
             lab_bench(&o, json)
         }
@@ -287,6 +319,32 @@ fn lab_bench(o: &BenchOptions, json: bool) -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
         } else {
             print!("{}", bench::format_report(&r));
+        }
+    })
+}
+
+fn lab_throughput(o: &ThroughputOptions, json: bool) -> ExitCode {
+    if let Err(e) = o.validate() {
+        return fail(e);
+    }
+    let bin = match std::env::current_exe() {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot find the scrubber binary: {e}")),
+    };
+    let stop = match stop_flag() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let result = if json {
+        throughput::run(o, &bin, &stop, &mut std::io::stderr())
+    } else {
+        throughput::run(o, &bin, &stop, &mut std::io::stdout())
+    };
+    finish(result, &stop, |r| {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        } else {
+            print!("{}", throughput::format_report(&r));
         }
     })
 }

@@ -27,6 +27,7 @@ pub mod observe;
 pub mod run;
 pub mod services;
 pub mod state;
+pub mod throughput;
 pub mod topo;
 pub mod traffic;
 

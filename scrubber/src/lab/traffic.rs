@@ -49,6 +49,8 @@ pub struct GenSpec {
     pub core: Option<usize>,
     /// `udp-amp`: one vector's responses only (`--vector`).
     pub vector: Option<String>,
+    /// `udp`: frame size without FCS (`--size`; the generator's default when `None`).
+    pub size: Option<usize>,
 }
 
 impl GenSpec {
@@ -68,6 +70,7 @@ impl GenSpec {
             count: 0,
             core: Some(0),
             vector: None,
+            size: None,
         }
     }
 
@@ -106,6 +109,9 @@ impl GenSpec {
         }
         if let Some(name) = &self.vector {
             kv("--vector", name.clone());
+        }
+        if let Some(size) = self.size {
+            kv("--size", size.to_string());
         }
         v.push("--json".into());
         v.push("--quiet".into());
