@@ -550,7 +550,8 @@ fn policy_swaps_100_times_a_second_lose_nothing() {
     let mut c = Conn::open(&socket(&t));
     let s0 = t.stats();
     let g0 = generation(&mut c);
-    let stream = Stream::start(&t, 2000, 50, Duration::from_secs(60));
+    let path0 = PathSnapshot::take(&t);
+    let stream = Stream::start(&t, 1000, 50, Duration::from_secs(60));
     const SWAPS: u32 = 1000;
     let period = Duration::from_millis(10);
     let swaps: [(&str, Value); 6] = [
@@ -574,7 +575,7 @@ fn policy_swaps_100_times_a_second_lose_nothing() {
         let t0 = Instant::now();
         g = changed(&mut c, cmd, args.clone(), g);
         answer_us.push(t0.elapsed().as_micros() as u64);
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let h = c.ok("health", json!({}));
             if h["adopted"].as_u64() == Some(g) {
@@ -587,6 +588,7 @@ fn policy_swaps_100_times_a_second_lose_nothing() {
     let took = start.elapsed();
     let report = stream.stop();
     let d = t.stats().since(&s0);
+    let path = PathSnapshot::take(&t).since(&path0);
     let pct = |v: &mut Vec<u64>, q: f64| {
         v.sort_unstable();
         v[((v.len() - 1) as f64 * q) as usize]
@@ -605,8 +607,8 @@ fn policy_swaps_100_times_a_second_lose_nothing() {
     );
     assert_eq!(g, g0 + u64::from(SWAPS), "one generation per swap");
     assert_eq!(d.events.get("policy_swap").copied(), Some(u64::from(SWAPS)), "the worker adopted every swap: {d:?}");
-    assert_eq!(report.lost(), 0, "no sequence number missing at origin: {report:?}");
-    assert!(report.sent >= 15_000, "{report:?}");
+    assert_eq!(report.lost(), 0, "no sequence number missing at origin: {report:?}\n{path}");
+    assert!(report.sent >= 8_000, "{report:?}");
     assert_eq!(d.dropped_total, 0, "nothing of the stream dropped: {:?}", d.dropped);
     assert!(took < Duration::from_secs(15), "100 swaps a second (allowing a busy machine): {took:?}");
     assert_eq!(c.ok("health", json!({}))["adopted"], json!(g));
@@ -638,6 +640,7 @@ fn scrubctl_capture_of_a_mixed_flood_is_an_annotated_pcapng() {
     };
     let pcap = t.dir().join("mixed.pcapng");
     let (s0, m0) = (t.stats(), metrics(&t));
+    let path0 = PathSnapshot::take(&t);
     let stream = Stream::start(&t, 500, 20, Duration::from_secs(60));
     let wall0 = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     let started: Value = serde_json::from_str(&ctl(&[
@@ -667,7 +670,8 @@ fn scrubctl_capture_of_a_mixed_flood_is_an_annotated_pcapng() {
     let report = stream.stop();
     let d = t.stats().since(&s0);
     eprintln!("scrubber: {d:?}\ncapture: {stopped}\ntop:\n{top}");
-    assert_eq!(report.lost(), 0, "the stream lost nothing during the flood: {report:?}");
+    let path = PathSnapshot::take(&t).since(&path0);
+    assert_eq!(report.lost(), 0, "the stream lost nothing during the flood: {report:?}\n{path}");
 
     // scrubctl top: two refreshes with rates per drop reason and top sources / destinations.
     assert_eq!(top.matches("scrubber top").count(), 2, "{top}");
