@@ -377,6 +377,33 @@ fn replayed_dcid_is_refused_beyond_the_limit() {
     assert_eq!(h.send_from("198.18.1.98", 40000, &d), Check::Clean);
 }
 
+/// RFC 9287 (grease_quic_bit): once a client has the server's transport parameters it may clear
+/// the QUIC bit of any packet. Its Initial acknowledging the server's, coalesced with its
+/// Handshake packet and a 1-RTT packet, all with the bit clear, passes for an admitted flow; the
+/// same datagram opening an unknown flow does not.
+#[test]
+fn a_known_flow_may_clear_the_quic_bit() {
+    let ks = KeySchedule::new();
+    let dcid = InitialSpec::default().dcid;
+    let mut later = Vec::new();
+    let spec = InitialSpec { pn: 1, min_datagram: 0, ..InitialSpec::default() };
+    seal_initial(&ks, &spec, None, &[0x02, 0x00, 0x00, 0x00, 0x00], &mut later);
+    later[0] &= !0x40;
+    let mut hs = long_packet(Version::V1, LongType::Handshake, dcid, 300);
+    hs[0] &= !0x40;
+    later.extend_from_slice(&hs);
+    later.push(0x01);
+    later.extend_from_slice(dcid);
+    later.resize(1200, 0x33);
+
+    let mut h = Harness::new();
+    assert_eq!(h.send(&later), reject(DropReason::QuicFixedBit), "an unknown flow's Initial keeps the rule");
+    assert_eq!(h.send(&valid(dcid, &HelloSpec::default())), Check::Clean);
+    assert_eq!(h.send(&later), Check::Clean);
+    assert_eq!(h.send(&hs), Check::Clean);
+    assert_eq!(h.send(&[0x01, 1, 2, 3, 4, 5, 6, 7, 8, 9]), Check::Clean);
+}
+
 /// Replays of one valid Initial from many 4-tuples, with a limit of 1 (the lab's setting): none
 /// is admitted, whatever the tuples' hashes (a bitmap membership test let 1 in 32 through).
 #[test]
