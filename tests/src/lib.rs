@@ -9,6 +9,8 @@
 //! (`scrubber::lab`), because `scrubber lab` uses them too; this crate re-exports them and adds
 //! what only tests need: the root check, the guard, the binary under test.
 
+pub mod quic;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
