@@ -51,6 +51,12 @@ fuzz: deps
 bench-lab: build
 	$(BIN)/scrubber lab bench $(BENCH_ARGS)
 
+## make soak: the mixed lab scenario for SOAK_SECONDS (default 600) watched from outside: memory
+## flat after warm-up, no counter going backwards, no error in the log (root; not in make test).
+SOAK_SECONDS ?= 600
+soak: build
+	python3 scripts/soak.py --seconds $(SOAK_SECONDS) --bin $(BIN)/scrubber --ctl $(BIN)/scrubctl
+
 bench: deps
 	$(CARGO) bench -p benches
 

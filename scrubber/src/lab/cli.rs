@@ -35,6 +35,9 @@ pub enum LabCommand {
         /// Give origin a GRE endpoint (gre1) and the daemon GRE forwarding.
         #[arg(long)]
         gre: bool,
+        /// Queues of the ingress and egress links, and daemon workers (one per queue of in0).
+        #[arg(long, default_value_t = 1)]
+        queues: u32,
         /// Do not start the scrubber daemon (`scrubber run`) in the scrub namespace: the kernel
         /// routes there, the fail-open path.
         #[arg(long)]
@@ -68,9 +71,14 @@ pub enum LabCommand {
         /// Seconds of traffic.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Attack rate in packets per second (default: 70 % of the measured ceiling).
+        /// Attack rate in packets per second (default: 70 % of the measured ceiling; 0: as fast
+        /// as the generator can).
         #[arg(long)]
         rate: Option<u64>,
+        /// Queues of the ingress and egress links, and daemon workers (default: 2 for udp-amp,
+        /// whose per-destination budgets must hold across workers; else 1).
+        #[arg(long)]
+        queues: Option<u32>,
         /// Print the report as JSON on stdout (the live table goes to stderr).
         #[arg(long)]
         json: bool,
@@ -188,8 +196,8 @@ pub enum LabCommand {
 /// Runs a `scrubber lab` subcommand.
 pub fn run(cmd: LabCommand) -> ExitCode {
     match cmd {
-        LabCommand::Up { id, config, symmetric, vlan, gre, no_daemon, no_services } => {
-            let opts = LabOptions { id, symmetric, vlan, gre, config, owner_pid: None };
+        LabCommand::Up { id, config, symmetric, vlan, gre, queues, no_daemon, no_services } => {
+            let opts = LabOptions { id, symmetric, vlan, gre, config, owner_pid: None, queues };
             up(opts, !no_daemon, !no_services)
         }
         LabCommand::Status { id, json } => match instance::status(&id) {
@@ -219,8 +227,9 @@ pub fn run(cmd: LabCommand) -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        LabCommand::Run { scenario, seconds, rate, json, symmetric, config, id, gen_core } => {
-            let o = RunOptions { id, scenario, seconds, rate, symmetric, config, gen_core };
+        LabCommand::Run { scenario, seconds, rate, queues, json, symmetric, config, id, gen_core } => {
+            let queues = queues.unwrap_or_else(|| scenario.default_queues());
+            let o = RunOptions { id, scenario, seconds, rate, symmetric, config, gen_core, queues };
             lab_run(&o, json)
         }
         LabCommand::Bench { rate, seconds, rounds, json, config, id, gen_core } => {

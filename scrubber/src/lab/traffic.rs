@@ -49,6 +49,8 @@ pub struct GenSpec {
     pub core: Option<usize>,
     /// `quic-initial` only: which kinds of Initials (`--quic-kind`; the generator's mix when `None`).
     pub quic_kind: Option<String>,
+    /// `udp-amp`: one vector's responses only (`--vector`).
+    pub vector: Option<String>,
 }
 
 impl GenSpec {
@@ -68,6 +70,7 @@ impl GenSpec {
             count: 0,
             core: Some(0),
             quic_kind: None,
+            vector: None,
         }
     }
 
@@ -106,6 +109,9 @@ impl GenSpec {
         }
         if let Some(k) = &self.quic_kind {
             kv("--quic-kind", k.clone());
+        }
+        if let Some(name) = &self.vector {
+            kv("--vector", name.clone());
         }
         v.push("--json".into());
         v.push("--quiet".into());
@@ -424,6 +430,11 @@ mod tests {
             a,
             "/bin/scrubber gen --interface a0 --gateway 198.18.2.254 --profile tcp-xmas,tcp-null --src 198.18.1.0/25 \
              --dst 198.18.100.10 --dport 7 --rate 1000 --seconds 2.5 --core 0 --json --quiet"
+        );
+        let stun = GenSpec { vector: Some("stun".into()), ..GenSpec::attack(&["udp-amp"]) };
+        assert!(
+            stun.argv(Path::new("s")).join(" ").contains("--profile udp-amp --src")
+                && stun.argv(Path::new("s")).join(" ").contains("--core 0 --vector stun --json")
         );
         let v6 = GenSpec::attack_v6(&["udp"]);
         assert_eq!((v6.dst.to_string(), v6.src.as_str()), ("2001:2:0:100::10".to_string(), "2001:2:0:1::/64"));
