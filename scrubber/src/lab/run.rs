@@ -772,6 +772,27 @@ mod tests {
     }
 
     #[test]
+    fn report_tells_how_the_quic_clients_did() {
+        let mut r = RunReport::default();
+        r.legit.quic = Some(super::super::quic::ClientReport {
+            attempts: 300,
+            handshakes: 299,
+            exchanges: 299,
+            handshake_ratio: 299.0 / 300.0,
+            failures: BTreeMap::from([("no result within 5s".to_string(), 1)]),
+            ..Default::default()
+        });
+        let f = format_report(&r);
+        assert!(f.contains("legit quic     299/300 handshakes (99.67 %), 299 streams echoed"), "{f}");
+        assert!(f.contains("quic failure 1 x no result within 5s"), "{f}");
+        r.legit.quic = None;
+        r.legit.quic_error = Some("quic-client output: EOF".into());
+        assert!(format_report(&r).contains("legit quic     failed: quic-client output: EOF"));
+        r.legit.quic_error = None;
+        assert!(!format_report(&r).contains("legit quic"));
+    }
+
+    #[test]
     fn rows_format() {
         let r = Row {
             t: 1.0,
