@@ -119,17 +119,28 @@ impl ReplayTable {
     }
 
     /// True when this DCID was already seen from `limit` tuples within `ttl_ns` and this tuple is
-    /// not the first of them (it would exceed the limit). Read-only: used before spending crypto
-    /// on a likely replay.
+    /// not the first of them (it would exceed the limit). Used before spending crypto on a
+    /// likely replay, so it records nothing of the tuple; but a refused copy is a sighting too:
+    /// it moves the slot's time to now once the recorded time is a quarter of the TTL old, so a
+    /// DCID replayed without pause stays known (otherwise one copy would pass every TTL, as a
+    /// new first sighting). That is one write per replayed DCID per quarter TTL, whatever the
+    /// flood's rate.
     #[inline]
     pub fn over_limit(&self, dcid_hash: u64, tuple_hash: u64, now_ns: u64, ttl_ns: u64, limit: u32) -> bool {
         let (slot, tag, first) = self.parts(dcid_hash, tuple_hash);
         let w = slot.load(Ordering::Relaxed);
-        let now_u = Self::units(now_ns);
-        if w >> 44 != tag || !Self::fresh(w, now_u & TIME_MASK, Self::units(ttl_ns).clamp(1, TIME_MASK / 2)) {
+        let now_u = Self::units(now_ns) & TIME_MASK;
+        let ttl_u = Self::units(ttl_ns).clamp(1, TIME_MASK / 2);
+        if w >> 44 != tag || !Self::fresh(w, now_u, ttl_u) {
             return false;
         }
-        Self::first(w) != first && Self::count(w) >= limit
+        let refused = Self::first(w) != first && Self::count(w) >= limit;
+        if refused && (now_u.wrapping_sub(w >> 32) & TIME_MASK) > ttl_u / 4 {
+            let refreshed = (w & !(TIME_MASK << 32)) | now_u << 32;
+            // Best effort: a lost race means another sighting just wrote the slot.
+            let _ = slot.compare_exchange(w, refreshed, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        refused
     }
 
     /// Reads the slot of `dcid_hash` (to bring it into cache ahead of use).
@@ -224,6 +235,24 @@ mod tests {
             t.record(d, t.hash_tuple(&(i + 1_000_000).to_le_bytes()), SEC, 10 * SEC);
         }
         assert_eq!(t.record(d, first, SEC, 10 * SEC).tuples, 255);
+    }
+
+    /// Refused copies keep a replayed DCID known: a flood of them longer than the TTL never
+    /// finds the slot stale, while a DCID nobody sends any more is forgotten after the TTL.
+    #[test]
+    fn a_replay_flood_keeps_its_dcid_known_past_the_ttl() {
+        let t = ReplayTable::new(1024, [5; 16]);
+        let d = t.hash_dcid(b"replayed-for-long");
+        let first = t.hash_tuple(b"client");
+        assert_eq!(t.record(d, first, SEC, 10 * SEC).tuples, 1);
+        // A copy every 100 ms for a minute, each from a new tuple: all refused.
+        for i in 0..600u64 {
+            let now = SEC + i * SEC / 10;
+            let tuple = t.hash_tuple(&i.to_le_bytes());
+            assert!(t.over_limit(d, tuple, now, 10 * SEC, 1), "copy {i} at {} ms", now / 1_000_000);
+        }
+        // Quiet for longer than the TTL: forgotten.
+        assert!(!t.over_limit(d, t.hash_tuple(b"late"), 75 * SEC, 10 * SEC, 1));
     }
 
     #[test]
