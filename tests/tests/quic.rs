@@ -143,7 +143,8 @@ fn event(d: &ScrubStats, name: &str) -> u64 {
 
 /// 1200 quinn handshakes from 200 client addresses (150 IPv4, 50 IPv6; every 25th ClientHello
 /// spanning two Initials), each followed by a 4 KiB stream echoed back, while the generator
-/// floods each kind of bad Initial from IPv4 and IPv6: at least 99.9 % of the handshakes and
+/// floods each kind of bad Initial from IPv4 and IPv6 (and replays one Initial for longer than
+/// the replay table's TTL): at least 99.9 % of the handshakes and
 /// exchanges complete; no attack packet reaches origin; each kind is dropped under its own
 /// reason and nothing else is dropped (the legitimate traffic included); a capture of the
 /// forwarded QUIC packets carries the ClientHello's server name and fingerprint in its comments.
@@ -172,9 +173,9 @@ fn quic_handshakes_complete_while_initial_floods_are_dropped_for_their_reasons()
     let mut attack_frames = 0;
     for (kind, reason) in KINDS {
         if kind == "replayed" {
-            // The original of the replayed Initial, from a client, just before its copies: they
-            // must come within the replay table's memory of it (`replay_ttl_secs`, 10 s, counted
-            // from the last sighting the table recorded; refused copies are not recorded).
+            // The original of the replayed Initial, from a client, just before its copies: the
+            // first of them must come within the replay table's memory of it (`replay_ttl_secs`,
+            // 10 s; later refused copies keep the DCID known), however slow the machine is.
             send_datagrams(
                 &t,
                 Role::Client,
@@ -203,6 +204,20 @@ fn quic_handshakes_complete_while_initial_floods_are_dropped_for_their_reasons()
             assert_eq!(d.dropped_total, got, "{kind} {family}: drops under other reasons: {:?}", d.dropped);
             attack_frames += n;
         }
+    }
+    // Copies of the same Initial for longer than the replay table's TTL (10 s): the refused
+    // copies keep its DCID known, so none passes as a new first sighting when the TTL runs out.
+    {
+        let n = 6000;
+        let spec = GenSpec { seconds: 20.0, ..flood("replayed", false, n, 500) };
+        let (a, o0) = (t.stats(), t.counters());
+        let g = t.generate(&spec);
+        assert_eq!(g.sent, n);
+        let (d, o) = (t.stats().since(&a), t.counters().since(&o0));
+        eprintln!("replayed for 12 s: dropped {:?}, attack at origin {}", d.dropped, o.attack_packets());
+        assert_eq!(o.attack_packets(), 0, "a copy passed after the TTL: {o:?}");
+        assert!(d.drops("quic_replay") >= n * 95 / 100, "{:?}", d.dropped);
+        attack_frames += n;
     }
     let r = clients.join().expect("quic clients");
     let (d, o) = (t.stats().since(&s0), t.counters().since(&c0));
