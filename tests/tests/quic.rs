@@ -23,7 +23,7 @@ use tests::quic::{
 };
 use tests::topo::{ORIGIN_V4, ORIGIN_V6};
 use tests::{
-    Cmd, GenSpec, LabOptions, Role, ScrubStats, TempConfig, TestLab, assert_no_leftovers, client_sources_v4,
+    Cmd, Counters, GenSpec, LabOptions, Role, ScrubStats, TempConfig, TestLab, assert_no_leftovers, client_sources_v4,
     client_sources_v6, require_root, scrubber_bin,
 };
 
@@ -141,6 +141,24 @@ fn event(d: &ScrubStats, name: &str) -> u64 {
     d.events.get(name).copied().unwrap_or(0)
 }
 
+/// The scrubber's statistics and origin's counters since `a` and `o0`, read once `done` holds
+/// for them or after 5 s: on a busy machine the worker may still be draining its ring when the
+/// generator has finished (the statistics' own settling time is 150 ms).
+fn settled(
+    t: &TestLab,
+    a: &ScrubStats,
+    o0: &Counters,
+    done: impl Fn(&ScrubStats, &Counters) -> bool,
+) -> (ScrubStats, Counters) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (d, o) = (t.stats().since(a), t.counters().since(o0));
+        if done(&d, &o) || Instant::now() >= deadline {
+            return (d, o);
+        }
+    }
+}
+
 /// 1200 quinn handshakes from 200 client addresses (150 IPv4, 50 IPv6; every 25th ClientHello
 /// spanning two Initials), each followed by a 4 KiB stream echoed back, while the generator
 /// floods each kind of bad Initial from IPv4 and IPv6 (and replays one Initial for longer than
@@ -189,7 +207,7 @@ fn quic_handshakes_complete_while_initial_floods_are_dropped_for_their_reasons()
             let (a, o0) = (t.stats(), t.counters());
             let g = t.generate(&spec);
             assert_eq!(g.sent, n, "{kind}: the generator sent everything");
-            let (d, o) = (t.stats().since(&a), t.counters().since(&o0));
+            let (d, o) = settled(&t, &a, &o0, |d, _| d.drops(reason) + d.socket.rx_dropped >= n);
             let family = if v6 { "v6" } else { "v4" };
             eprintln!(
                 "{kind} {family}: sent {n}, dropped {:?}, socket {:?}, attack at origin {}",
@@ -213,7 +231,7 @@ fn quic_handshakes_complete_while_initial_floods_are_dropped_for_their_reasons()
         let (a, o0) = (t.stats(), t.counters());
         let g = t.generate(&spec);
         assert_eq!(g.sent, n);
-        let (d, o) = (t.stats().since(&a), t.counters().since(&o0));
+        let (d, o) = settled(&t, &a, &o0, |d, _| d.drops("quic_replay") >= n);
         eprintln!("replayed for 12 s: dropped {:?}, attack at origin {}", d.dropped, o.attack_packets());
         assert_eq!(o.attack_packets(), 0, "a copy passed after the TTL: {o:?}");
         assert!(d.drops("quic_replay") >= n * 95 / 100, "{:?}", d.dropped);
@@ -338,7 +356,7 @@ fn without_quic_protection_the_floods_reach_origin() {
             let (a, o0) = (t.stats(), t.counters());
             let g = t.generate(&flood(kind, v6, N, 4000));
             assert_eq!(g.sent, N);
-            let (d, o) = (t.stats().since(&a), t.counters().since(&o0));
+            let (d, o) = settled(&t, &a, &o0, |_, o| o.attack_packets() >= N);
             eprintln!(
                 "{kind} (v6 {v6}, protection off): dropped {:?}, attack at origin {}",
                 d.dropped,
