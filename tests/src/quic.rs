@@ -10,7 +10,10 @@ use std::time::Duration;
 pub use scrubber::lab::quic::{ClientOptions, ClientReport, QUIC_PORT, SERVER_NAME, Totals};
 
 /// Options for `count` connections at `rate` per second from `sources` to origin's service (both
-/// families), 4 KiB echoed per connection, no split ClientHello.
+/// families), 4 KiB echoed per connection, no split ClientHello. A connection has 10 s (the
+/// client's idle timeout) to complete its handshake and exchange: on a loaded machine a few
+/// packets get lost along the lab's path, and quinn's retransmissions (after 1, 2, 4 s) need
+/// more than a 5 s limit leaves them.
 pub fn client_options(lab: &Lab, sources: &[IpAddr], count: u64, rate: f64) -> ClientOptions {
     ClientOptions {
         targets: vec![
@@ -25,7 +28,7 @@ pub fn client_options(lab: &Lab, sources: &[IpAddr], count: u64, rate: f64) -> C
         concurrency: 64,
         bytes: 4096,
         split_hello_every: 0,
-        timeout: Duration::from_secs(5),
+        timeout: Duration::from_secs(10),
     }
 }
 

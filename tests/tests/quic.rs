@@ -249,8 +249,11 @@ fn quic_handshakes_complete_while_initial_floods_are_dropped_for_their_reasons()
     assert_eq!(r.split_hello.exchanges, r.split_hello.attempts, "every split ClientHello: {r:?}");
     // What the scrubber did for them: every handshake began with a validated Initial (plus the
     // replayed original), split ClientHellos were reassembled, and 1-RTT packets of admitted flows
-    // (the request on the stream, acknowledgements, the close) were forwarded.
-    assert!(event(&d, "quic_flow_admitted") > r.handshakes, "{:?}", d.events);
+    // (the request on the stream, acknowledgements, the close) were forwarded. A client socket
+    // that got the port of an earlier connection from the same address finds that flow still
+    // admitted (its first Initial is then not checked again), hence the slack of 1 %.
+    let admitted = event(&d, "quic_flow_admitted");
+    assert!(admitted >= r.handshakes * 99 / 100 && admitted <= r.attempts + 1, "{:?}", d.events);
     assert!(event(&d, "quic_hello_continued") >= r.split_hello.handshakes, "{:?}", d.events);
     assert!(event(&d, "quic_admitted_forward") >= 3 * r.exchanges, "{:?}", d.events);
     let reasons: BTreeSet<&str> = KINDS.iter().map(|k| k.1).collect();
