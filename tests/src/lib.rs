@@ -10,6 +10,7 @@
 //! what only tests need: the root check, the guard, the binary under test.
 
 pub mod control;
+pub mod quic;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

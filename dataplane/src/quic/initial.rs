@@ -53,8 +53,27 @@ pub enum HeaderError {
     FixedBitClear,
 }
 
-/// Reads the Initial header at the start of `buf`, whose version is `version`.
+/// Reads the Initial header at the start of `buf`, whose version is `version`, and holds it to
+/// the QUIC-bit rule of a connection's first Initial ([`first_initial_bit_ok`]).
 pub fn parse_header(buf: &[u8], version: Version) -> Result<InitialHeader, HeaderError> {
+    let h = parse_header_any_bit(buf, version)?;
+    if !first_initial_bit_ok(buf[0], &h) {
+        return Err(HeaderError::FixedBitClear);
+    }
+    Ok(h)
+}
+
+/// RFC 9287 §3.1: a client clears the QUIC bit of the Initial that opens a connection only when
+/// it carries a token. Later Initials of the connection may clear it once the client has the
+/// server's transport parameters (the client's Initial acknowledging the server's, coalesced
+/// with its Handshake Finished, often does), so this holds for a flow's first Initial only.
+#[inline]
+pub fn first_initial_bit_ok(first: u8, h: &InitialHeader) -> bool {
+    fixed_bit(first) || !h.token.is_empty()
+}
+
+/// [`parse_header`] without the QUIC-bit rule, for Initials of a known flow.
+pub fn parse_header_any_bit(buf: &[u8], version: Version) -> Result<InitialHeader, HeaderError> {
     if buf.get(5).is_some_and(|&len| usize::from(len) > MAX_CID_LEN) {
         return Err(HeaderError::CidTooLong);
     }
@@ -70,10 +89,6 @@ pub fn parse_header(buf: &[u8], version: Version) -> Result<InitialHeader, Heade
     // must hold at least a tag.
     if f.length < SAMPLE_OFFSET + SAMPLE_LEN || f.length < 1 + TAG_LEN {
         return Err(HeaderError::BadLength);
-    }
-    // RFC 9287 §3.1: a client clears the QUIC bit of an Initial only when it carries a token.
-    if !p.fixed_bit() && f.token_len == 0 {
-        return Err(HeaderError::FixedBitClear);
     }
     let dcid_at = 6;
     let scid_at = dcid_at + p.dcid_len() + 1;

@@ -532,14 +532,22 @@ impl State {
         if dgram.len() < MIN_INITIAL_DATAGRAM {
             return Check::Reject(DropReason::QuicShortDatagram);
         }
-        let header = match initial::parse_header(dgram, version) {
+        let header = match initial::parse_header_any_bit(dgram, version) {
             Ok(h) => h,
             Err(e) => return Check::Reject(header_reason(e)),
         };
-        if !coalesced_ok(dgram, &header) {
+        let flow = self.flow(global, now, key, stats).map(|f| f.state);
+        // RFC 9287: once a client has the server's transport parameters it may clear the QUIC bit
+        // of any packet, later Initials of its connection included; only the Initial that opens a
+        // connection is held to the rule.
+        let known = flow.is_some();
+        if !known && !initial::first_initial_bit_ok(dgram[0], &header) {
+            return Check::Reject(DropReason::QuicFixedBit);
+        }
+        if !coalesced_ok(dgram, &header, known) {
             return Check::Reject(DropReason::QuicBadCoalesced);
         }
-        match self.flow(global, now, key, stats).map(|f| f.state) {
+        match flow {
             Some(FlowState::Admitted) => {
                 stats.event(Event::QuicAdmittedForward);
                 Check::Clean
@@ -815,9 +823,10 @@ fn check_long_header(dgram: &[u8]) -> Result<(), DropReason> {
 
 /// Walks the packets after the first Initial: each must be a long-header packet of the same
 /// version and DCID (RFC 9000 §12.2: senders MUST NOT coalesce packets with different
-/// connection IDs) whose Length fits, or a last short-header packet with that DCID; trailing
-/// zero bytes (datagram padding) end the walk.
-fn coalesced_ok(dgram: &[u8], first: &InitialHeader) -> bool {
+/// connection IDs) whose Length fits, or a last short-header packet with that DCID (its QUIC bit
+/// set unless `greasable`: a known flow's client may clear it, RFC 9287); trailing zero bytes
+/// (datagram padding) end the walk.
+fn coalesced_ok(dgram: &[u8], first: &InitialHeader, greasable: bool) -> bool {
     let dcid = &dgram[first.dcid.clone()];
     let mut at = first.end;
     while at < dgram.len() {
@@ -826,7 +835,7 @@ fn coalesced_ok(dgram: &[u8], first: &InitialHeader) -> bool {
             return true;
         }
         if rest[0] & FORM_LONG == 0 {
-            return rest[0] & FIXED_BIT != 0 && rest.get(1..1 + dcid.len()) == Some(dcid);
+            return (greasable || rest[0] & FIXED_BIT != 0) && rest.get(1..1 + dcid.len()) == Some(dcid);
         }
         let Ok(p) = Packet::new_checked(rest) else {
             return false;

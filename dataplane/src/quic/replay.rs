@@ -6,12 +6,22 @@
 //! tuples to different queues, so a per-worker table would let each worker admit `limit` of them
 //! (`limit × workers` in all) and would never see the whole picture. This table is therefore
 //! shared: a fixed array of `AtomicU64` slots, one per DCID hash, each packing
-//! `[tag: 20 bits | time: 12 bits | tuple bitmap: 32 bits]`:
+//! `[tag: 20 bits | time: 12 bits | first tuple: 24 bits | tuples: 8 bits]`:
 //! - tag: more bits of the DCID hash, telling slot collisions apart;
 //! - time: last sighting in units of 2^27 ns (~134 ms), modulo 4096 (~9 min, far above any TTL);
-//! - bitmap: one bit per 4-tuple (hash of the tuple mod 32); its popcount estimates how many
-//!   distinct tuples sent this DCID. Collisions only under-count (by about k²/64 for k tuples),
-//!   so a replay is refused a tuple or two later than exact counting would, never earlier.
+//! - first tuple: a 24-bit fingerprint of the 4-tuple that sent the DCID first (normally the
+//!   client itself); a sighting from it never counts again;
+//! - tuples: the first tuple plus one for every sighting from another tuple (saturating).
+//!
+//! The pipeline records a tuple once, when its flow's first Initial is admitted; every later
+//! packet of that flow is decided by the worker's flow table and never comes here. So counting
+//! each sighting from a tuple other than the first counts distinct tuples, except where a flow
+//! was forgotten (evicted from a full flow table) and its client starts over: that tuple counts
+//! again, refusing a replay earlier, never later. An approximate membership test (a bitmap of
+//! tuple hashes) would do the opposite: a replayed tuple whose bit collides with a recorded one
+//! looks known and is admitted, 1 in 32 per tuple with one recorded tuple, which a flood of
+//! replays from many sources turns into a steady leak. Here a replay from another tuple passes
+//! only if its fingerprint equals the first tuple's (1 in 2^24).
 //!
 //! Lookups are one relaxed load; recording is a bounded compare-and-swap loop on one word. Only
 //! Initials that passed the structural checks and the rate limits reach it (at most the
@@ -26,12 +36,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const TIME_SHIFT: u32 = 27;
 const TIME_MASK: u64 = 0xfff;
-const BITMAP_MASK: u64 = 0xffff_ffff;
+const FIRST_SHIFT: u32 = 8;
+const FIRST_MASK: u64 = 0xff_ffff;
+const COUNT_MASK: u64 = 0xff;
 
 /// What recording a sighting found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sighting {
-    /// Distinct tuples (estimated) that sent this DCID, this one included.
+    /// Distinct tuples that sent this DCID, this one included (see the module docs).
     pub tuples: u32,
     /// A different, still-fresh DCID was overwritten to make room.
     pub evicted: bool,
@@ -78,12 +90,22 @@ impl ReplayTable {
         h.finish()
     }
 
+    /// The slot, the tag and the tuple's fingerprint.
     #[inline]
     fn parts(&self, dcid_hash: u64, tuple_hash: u64) -> (&AtomicU64, u64, u64) {
         let slot = &self.slots[(dcid_hash as usize) & self.mask];
         let tag = dcid_hash >> 44;
-        let bit = 1u64 << (tuple_hash % 32);
-        (slot, tag, bit)
+        (slot, tag, tuple_hash & FIRST_MASK)
+    }
+
+    #[inline]
+    fn first(word: u64) -> u64 {
+        (word >> FIRST_SHIFT) & FIRST_MASK
+    }
+
+    #[inline]
+    fn count(word: u64) -> u32 {
+        (word & COUNT_MASK) as u32
     }
 
     #[inline]
@@ -96,17 +118,29 @@ impl ReplayTable {
         ns >> TIME_SHIFT
     }
 
-    /// True when this DCID was already seen from `limit` other tuples within `ttl_ns` (a new tuple
-    /// would exceed the limit). Read-only: used before spending crypto on a likely replay.
+    /// True when this DCID was already seen from `limit` tuples within `ttl_ns` and this tuple is
+    /// not the first of them (it would exceed the limit). Used before spending crypto on a
+    /// likely replay, so it records nothing of the tuple; but a refused copy is a sighting too:
+    /// it moves the slot's time to now once the recorded time is a quarter of the TTL old, so a
+    /// DCID replayed without pause stays known (otherwise one copy would pass every TTL, as a
+    /// new first sighting). That is one write per replayed DCID per quarter TTL, whatever the
+    /// flood's rate.
     #[inline]
     pub fn over_limit(&self, dcid_hash: u64, tuple_hash: u64, now_ns: u64, ttl_ns: u64, limit: u32) -> bool {
-        let (slot, tag, bit) = self.parts(dcid_hash, tuple_hash);
+        let (slot, tag, first) = self.parts(dcid_hash, tuple_hash);
         let w = slot.load(Ordering::Relaxed);
-        let now_u = Self::units(now_ns);
-        if w >> 44 != tag || !Self::fresh(w, now_u & TIME_MASK, Self::units(ttl_ns).clamp(1, TIME_MASK / 2)) {
+        let now_u = Self::units(now_ns) & TIME_MASK;
+        let ttl_u = Self::units(ttl_ns).clamp(1, TIME_MASK / 2);
+        if w >> 44 != tag || !Self::fresh(w, now_u, ttl_u) {
             return false;
         }
-        w & bit == 0 && (w & BITMAP_MASK).count_ones() >= limit
+        let refused = Self::first(w) != first && Self::count(w) >= limit;
+        if refused && (now_u.wrapping_sub(w >> 32) & TIME_MASK) > ttl_u / 4 {
+            let refreshed = (w & !(TIME_MASK << 32)) | now_u << 32;
+            // Best effort: a lost race means another sighting just wrote the slot.
+            let _ = slot.compare_exchange(w, refreshed, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        refused
     }
 
     /// Reads the slot of `dcid_hash` (to bring it into cache ahead of use).
@@ -117,25 +151,38 @@ impl ReplayTable {
 
     /// Records a sighting of `dcid_hash` from `tuple_hash` at `now_ns`.
     pub fn record(&self, dcid_hash: u64, tuple_hash: u64, now_ns: u64, ttl_ns: u64) -> Sighting {
-        let (slot, tag, bit) = self.parts(dcid_hash, tuple_hash);
+        let (slot, tag, first) = self.parts(dcid_hash, tuple_hash);
         let now_u = Self::units(now_ns) & TIME_MASK;
         let ttl_u = Self::units(ttl_ns).clamp(1, TIME_MASK / 2);
         let mut current = slot.load(Ordering::Relaxed);
         // Bounded: under heavy contention on one slot, the last attempt's view is reported.
         for _ in 0..8 {
             let same = current >> 44 == tag && Self::fresh(current, now_u, ttl_u);
-            let bitmap = if same { (current & BITMAP_MASK) | bit } else { bit };
+            let (owner, tuples) = Self::next(current, same, first);
             let evicted = !same && Self::fresh(current, now_u, ttl_u);
-            let new = tag << 44 | now_u << 32 | bitmap;
+            let new = tag << 44 | now_u << 32 | owner << FIRST_SHIFT | u64::from(tuples);
             match slot.compare_exchange_weak(current, new, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => {
-                    return Sighting { tuples: bitmap.count_ones(), evicted };
+                    return Sighting { tuples, evicted };
                 }
                 Err(seen) => current = seen,
             }
         }
-        let bitmap = if current >> 44 == tag { (current & BITMAP_MASK) | bit } else { bit };
-        Sighting { tuples: bitmap.count_ones(), evicted: false }
+        let (_, tuples) = Self::next(current, current >> 44 == tag, first);
+        Sighting { tuples, evicted: false }
+    }
+
+    /// First tuple and count after a sighting from `first` of a slot holding `word` (`same`: the
+    /// slot holds this DCID, fresh).
+    #[inline]
+    fn next(word: u64, same: bool, first: u64) -> (u64, u32) {
+        if !same {
+            (first, 1)
+        } else if Self::first(word) == first {
+            (first, Self::count(word))
+        } else {
+            (Self::first(word), (Self::count(word) + 1).min(COUNT_MASK as u32))
+        }
     }
 }
 
@@ -149,21 +196,63 @@ mod tests {
     fn counts_distinct_tuples_until_the_ttl() {
         let t = ReplayTable::new(1024, [7; 16]);
         let d = t.hash_dcid(b"\x83\x94\xc8\xf0\x3e\x51\x57\x08");
-        // Tuple hashes 0..32 land on distinct bits.
         for _ in 0..5 {
-            assert_eq!(t.record(d, 0, SEC, 10 * SEC).tuples, 1, "the same tuple counts once");
+            assert_eq!(t.record(d, 0, SEC, 10 * SEC).tuples, 1, "the first tuple counts once");
         }
         assert!(!t.over_limit(d, 1, SEC, 10 * SEC, 3));
         assert_eq!(t.record(d, 1, SEC, 10 * SEC).tuples, 2);
         assert_eq!(t.record(d, 2, SEC, 10 * SEC).tuples, 3);
         assert!(t.over_limit(d, 3, 2 * SEC, 10 * SEC, 3), "a fourth tuple exceeds a limit of 3");
-        assert!(!t.over_limit(d, 2, 2 * SEC, 10 * SEC, 3), "a known tuple does not");
+        assert!(!t.over_limit(d, 0, 2 * SEC, 10 * SEC, 3), "the first tuple never does");
         assert_eq!(t.record(d, 3, 2 * SEC, 10 * SEC).tuples, 4);
+        assert_eq!(t.record(d, 0, 2 * SEC, 10 * SEC).tuples, 4, "the first tuple again");
         // After the TTL the DCID is forgotten.
         assert!(!t.over_limit(d, 9, 30 * SEC, 10 * SEC, 3));
         assert_eq!(t.record(d, 9, 30 * SEC, 10 * SEC).tuples, 1);
         // A different DCID is not affected.
         assert!(!t.over_limit(t.hash_dcid(b"other"), 9, 30 * SEC, 10 * SEC, 0));
+    }
+
+    /// With a limit of 1, no tuple but the first gets past the check, however many try: a
+    /// membership test by a 32-bit bitmap let about 1 in 32 of them through.
+    #[test]
+    fn a_replay_from_many_tuples_never_passes_a_limit_of_one() {
+        let t = ReplayTable::new(1024, [9; 16]);
+        let d = t.hash_dcid(b"replayed-dcid");
+        let first = t.hash_tuple(b"client");
+        assert_eq!(t.record(d, first, SEC, 10 * SEC).tuples, 1);
+        let mut passed = 0;
+        for i in 0..100_000u32 {
+            let tuple = t.hash_tuple(&i.to_le_bytes());
+            if !t.over_limit(d, tuple, SEC, 10 * SEC, 1) {
+                passed += 1;
+            }
+        }
+        assert_eq!(passed, 0);
+        assert!(!t.over_limit(d, first, SEC, 10 * SEC, 1), "the client's own retransmission");
+        // The count saturates instead of wrapping.
+        for i in 0..300u32 {
+            t.record(d, t.hash_tuple(&(i + 1_000_000).to_le_bytes()), SEC, 10 * SEC);
+        }
+        assert_eq!(t.record(d, first, SEC, 10 * SEC).tuples, 255);
+    }
+
+    /// Refused copies keep a replayed DCID known: a flood of them longer than the TTL never
+    /// finds the slot stale, while a DCID nobody sends any more is forgotten after the TTL.
+    #[test]
+    fn a_replay_flood_keeps_its_dcid_known_past_the_ttl() {
+        let t = ReplayTable::new(1024, [5; 16]);
+        let d = t.hash_dcid(b"replayed-for-long");
+        let first = t.hash_tuple(b"client");
+        assert_eq!(t.record(d, first, SEC, 10 * SEC).tuples, 1);
+        // A copy every 100 ms for a minute, each from a new tuple: all refused.
+        for i in 0..600u64 {
+            let now = SEC + i * SEC / 10;
+            let tuple = t.hash_tuple(&i.to_le_bytes());
+            assert!(t.over_limit(d, tuple, now, 10 * SEC, 1), "copy {i} at {} ms", now / 1_000_000);
+        }
+        // Quiet for longer than the TTL: forgotten.
+        assert!(!t.over_limit(d, t.hash_tuple(b"late"), 75 * SEC, 10 * SEC, 1));
     }
 
     #[test]
@@ -194,7 +283,7 @@ mod tests {
         for h in handles {
             h.join().unwrap();
         }
-        // 32 distinct tuple hashes 0..32 set every bit.
-        assert_eq!(t.record(d, 0, SEC, 10 * SEC).tuples, 32);
+        // 32 distinct tuples, each counted once; one more makes 33.
+        assert_eq!(t.record(d, 99, SEC, 10 * SEC).tuples, 33);
     }
 }

@@ -2,6 +2,7 @@
 
 use super::bench::{self, BenchOptions};
 use super::instance::{self, Lab};
+use super::quic;
 use super::run::{self, RunOptions, Scenario};
 use super::services::{self, ProbeOptions};
 use super::state::LabState;
@@ -164,6 +165,50 @@ pub enum LabCommand {
         #[arg(long, default_value_t = 64)]
         payload: usize,
     },
+    /// (Runs inside origin) a QUIC echo server (quinn, rustls on ring, a self-signed certificate
+    /// made at start) until killed.
+    QuicServer {
+        /// Address to serve, `ip:port` or `[ipv6]:port`; repeatable.
+        #[arg(long = "bind", required = true)]
+        binds: Vec<SocketAddr>,
+        /// Where to write the certificate (DER) for the clients.
+        #[arg(long)]
+        cert_out: PathBuf,
+    },
+    /// (Runs inside client) QUIC connections from many sources at a fixed rate: handshake, an
+    /// echoed stream, close; reports JSON.
+    QuicClient {
+        /// The server, one per address family; repeatable.
+        #[arg(long = "target", required = true)]
+        targets: Vec<SocketAddr>,
+        /// Source addresses: `A,B,FIRST-LAST` (ranges vary in the last byte / last 16 bits).
+        #[arg(long)]
+        sources: String,
+        /// The server's certificate (DER), the only trust anchor.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Connections to make (0: until --seconds).
+        #[arg(long, default_value_t = 100)]
+        count: u64,
+        /// Stop starting connections after this many seconds.
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// New connections per second.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Most connections in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Bytes sent on a stream after the handshake (echoed back).
+        #[arg(long, default_value_t = 4096)]
+        bytes: usize,
+        /// Every n-th connection's ClientHello spans two Initials (0: none).
+        #[arg(long, default_value_t = 0)]
+        split_hello_every: u64,
+        /// Limit of one connection, milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
 }
 
 /// Runs a `scrubber lab` subcommand.
@@ -238,6 +283,47 @@ pub fn run(cmd: LabCommand) -> ExitCode {
             // SIGTERM or Ctrl-C: stop sending, collect the answers, report.
             let stop = stop_flag().unwrap_or_else(|_| Arc::new(AtomicBool::new(false)));
             match services::udp_probe_until(&o, &stop) {
+                Ok(r) => {
+                    println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        LabCommand::QuicServer { binds, cert_out } => match quic::quic_server(&quic::ServerOptions { binds, cert_out })
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
+        LabCommand::QuicClient {
+            targets,
+            sources,
+            ca,
+            count,
+            seconds,
+            rate,
+            concurrency,
+            bytes,
+            split_hello_every,
+            timeout_ms,
+        } => {
+            let sources = match services::parse_sources(&sources) {
+                Ok(s) => s,
+                Err(e) => return fail(format!("--sources: {e}")),
+            };
+            let o = quic::ClientOptions {
+                targets,
+                sources,
+                ca,
+                count,
+                duration: seconds.map(Duration::from_secs_f64),
+                rate,
+                concurrency,
+                bytes,
+                split_hello_every,
+                timeout: Duration::from_millis(timeout_ms),
+            };
+            match quic::quic_client(&o) {
                 Ok(r) => {
                     println!("{}", serde_json::to_string(&r).unwrap_or_default());
                     ExitCode::SUCCESS
@@ -414,7 +500,9 @@ fn print_status(s: &LabState) {
             println!("{:<9} {:<18} {:<10} {}", h.role.name(), h.namespace, "lo", h.loopback.join(" "));
         }
     }
-    for (name, svc) in [("http", &s.http), ("udp-echo", &s.udp_echo), ("gre endpoint", &s.gre_endpoint)] {
+    for (name, svc) in
+        [("http", &s.http), ("udp-echo", &s.udp_echo), ("quic", &s.quic), ("gre endpoint", &s.gre_endpoint)]
+    {
         if let Some(svc) = svc {
             println!(
                 "{name}: {} in {} (pid {}), log {}",

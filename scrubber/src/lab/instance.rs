@@ -326,6 +326,7 @@ impl Lab {
             },
             http: None,
             udp_echo: None,
+            quic: None,
             daemon: DaemonInfo {
                 namespace: scrub,
                 config: dir.join("lab.toml"),
@@ -611,6 +612,36 @@ impl Lab {
         self.state.udp_echo =
             Some(ServiceInfo { namespace: self.ns(Role::Origin), pid: Some(pid), listen, log, command: argv });
         self.save()
+    }
+
+    /// Starts origin's QUIC echo service (`<bin> lab quic-server`) on port 443 of the service
+    /// addresses; returns once it listens. Its certificate is [`Lab::quic_cert`].
+    pub fn start_quic_server(&mut self, bin: &Path) -> Result<(), LabError> {
+        let addrs: Vec<IpAddr> = vec![ORIGIN_V4.into(), ORIGIN_V6.into(), UNPROTECTED_V4.into(), UNPROTECTED_V6.into()];
+        let port = super::quic::QUIC_PORT;
+        let listen: Vec<String> = addrs.iter().map(|a| SocketAddr::new(*a, port).to_string()).collect();
+        let cert = self.quic_cert();
+        let mut argv = vec![bin.display().to_string(), "lab".into(), "quic-server".into()];
+        for l in &listen {
+            argv.push("--bind".into());
+            argv.push(l.clone());
+        }
+        argv.push("--cert-out".into());
+        argv.push(cert.display().to_string());
+        let log = self.dir().join("quic-server.log");
+        let pid = self.spawn("quic-server", Role::Origin, &argv, &log)?;
+        let log2 = log.clone();
+        self.wait_ready("origin QUIC service", pid, &log, Duration::from_secs(10), move || {
+            std::fs::read_to_string(&log2).is_ok_and(|t| t.contains(super::quic::READY))
+        })?;
+        self.state.quic =
+            Some(ServiceInfo { namespace: self.ns(Role::Origin), pid: Some(pid), listen, log, command: argv });
+        self.save()
+    }
+
+    /// Where origin's QUIC service writes its self-signed certificate (DER): the clients' trust anchor.
+    pub fn quic_cert(&self) -> PathBuf {
+        self.dir().join("quic-cert.der")
     }
 
     /// Starts the daemon in the scrub namespace: `ip netns exec scrb<ID>-scrub sh -c '<mount

@@ -24,6 +24,7 @@ pub mod config;
 pub mod counters;
 pub mod instance;
 pub mod observe;
+pub mod quic;
 pub mod run;
 pub mod services;
 pub mod state;

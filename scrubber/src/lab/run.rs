@@ -15,7 +15,7 @@ use super::counters::Counters;
 use super::instance::{Lab, LabError};
 use super::observe::{GenReport, IpCounters, Links, PUBLISH_SETTLE, ScrubStats, XdpStats};
 use super::topo::{LabOptions, Role};
-use super::traffic::{GenSpec, LegitOptions, LegitProgress, LegitReport, spawn_legit};
+use super::traffic::{GenSpec, LegitOptions, LegitProgress, LegitReport, QuicLegit, spawn_legit};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -28,6 +28,10 @@ use std::time::{Duration, Instant};
 /// Profiles of the mixed attack: floods the scrubber drops today (TCP flag abuse) beside the
 /// ones its countermeasures target (SYN, UDP reflection, QUIC Initial).
 pub const MIXED: &[&str] = &["tcp-xmas", "tcp-null", "syn-flood", "udp-amp", "quic-initial"];
+
+/// New QUIC connections per second of the legitimate load where QUIC clients run (within the
+/// default per-source Initial budget even for the IPv6 clients, who share one /64).
+pub const QUIC_RATE: f64 = 100.0;
 
 /// Share of the measured ceiling the attack is sent at, unless `--rate`.
 pub const CEILING_SHARE: f64 = 0.7;
@@ -77,6 +81,11 @@ impl Scenario {
     /// Whether the scrubber runs in bypass.
     pub fn bypass(self) -> bool {
         self == Scenario::Bypass
+    }
+
+    /// Whether real QUIC clients (and origin's QUIC service) are part of the legitimate load.
+    pub fn quic_clients(self) -> bool {
+        self == Scenario::QuicFlood
     }
 
     /// Queues (and daemon workers) unless `--queues`: two for `udp-amp`, whose per-destination
@@ -360,6 +369,9 @@ pub fn run(o: &RunOptions, bin: &Path, stop: &Arc<AtomicBool>, live: &mut dyn Wr
     super::counters::load(&lab.ns(Role::Edge), &edge_ruleset())?;
     lab.start_http()?;
     lab.start_udp_echo(bin)?;
+    if o.scenario.quic_clients() {
+        lab.start_quic_server(bin)?;
+    }
     lab.start_daemon(bin, &[])?;
     let mut amp = match o.scenario {
         Scenario::UdpAmp => Some(super::amp::AmpRun::prepare(&mut lab)?),
@@ -427,13 +439,11 @@ pub fn run(o: &RunOptions, bin: &Path, stop: &Arc<AtomicBool>, live: &mut dyn Wr
     let s0 = snap(&lab)?;
     let progress = Arc::new(LegitProgress::default());
     let legit_stop = Arc::new(AtomicBool::new(false));
-    let legit = spawn_legit(
-        client.clone(),
-        bin.to_path_buf(),
-        LegitOptions::new(Duration::from_secs(o.seconds)),
-        progress.clone(),
-        legit_stop.clone(),
-    );
+    let mut legit_options = LegitOptions::new(Duration::from_secs(o.seconds));
+    if o.scenario.quic_clients() {
+        legit_options.quic = Some(QuicLegit { ca: lab.quic_cert(), rate: QUIC_RATE, split_hello_every: 10 });
+    }
+    let legit = spawn_legit(client.clone(), bin.to_path_buf(), legit_options, progress.clone(), legit_stop.clone());
     let generator = (!profiles.is_empty()).then(|| {
         let cmd = lab.gen_cmd(bin, &spec);
         thread::spawn(move || cmd.run())
@@ -657,6 +667,31 @@ pub fn format_report(r: &RunReport) -> String {
         "legit http     {}/{} ok from {} of {} sources, latency p50 {} us p99 {} us",
         h.succeeded, h.attempts, h.sources, h.sources_used, h.latency_us.p50, h.latency_us.p99
     ));
+    match (&r.legit.quic, &r.legit.quic_error) {
+        (Some(q), _) => {
+            line(format!(
+                "legit quic     {}/{} handshakes ({:.2} %), {} streams echoed, from {} of {} sources; \
+                 {} of {} split ClientHellos; handshake p50 {} us p99 {} us",
+                q.handshakes,
+                q.attempts,
+                q.handshake_ratio * 100.0,
+                q.exchanges,
+                q.sources_ok,
+                q.sources_used,
+                q.split_hello.handshakes,
+                q.split_hello.attempts,
+                q.handshake_us.p50,
+                q.handshake_us.p99
+            ));
+            let mut failures: Vec<(&String, &u64)> = q.failures.iter().collect();
+            failures.sort_by(|a, b| b.1.cmp(a.1));
+            for (e, n) in failures.iter().take(3) {
+                line(format!("  quic failure {n} x {e}"));
+            }
+        }
+        (None, Some(e)) => line(format!("legit quic     failed: {e}")),
+        (None, None) => {}
+    }
     match (&r.legit.udp, &r.legit.udp_error) {
         (Some(u), _) => line(format!(
             "legit udp      {}/{} answered, {} of {} sources, rtt p50 {} us",
@@ -734,6 +769,27 @@ mod tests {
         }
         assert_eq!(r.matches("counter name \"consumed\"").count(), 4);
         assert_eq!(r.matches("counter name \"own\"").count(), 2);
+    }
+
+    #[test]
+    fn report_tells_how_the_quic_clients_did() {
+        let mut r = RunReport::default();
+        r.legit.quic = Some(super::super::quic::ClientReport {
+            attempts: 300,
+            handshakes: 299,
+            exchanges: 299,
+            handshake_ratio: 299.0 / 300.0,
+            failures: BTreeMap::from([("no result within 5s".to_string(), 1)]),
+            ..Default::default()
+        });
+        let f = format_report(&r);
+        assert!(f.contains("legit quic     299/300 handshakes (99.67 %), 299 streams echoed"), "{f}");
+        assert!(f.contains("quic failure 1 x no result within 5s"), "{f}");
+        r.legit.quic = None;
+        r.legit.quic_error = Some("quic-client output: EOF".into());
+        assert!(format_report(&r).contains("legit quic     failed: quic-client output: EOF"));
+        r.legit.quic_error = None;
+        assert!(!format_report(&r).contains("legit quic"));
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub struct LabState {
     pub http: Option<ServiceInfo>,
     /// Origin's UDP sequence service, when started.
     pub udp_echo: Option<ServiceInfo>,
+    /// Origin's QUIC echo service, when started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quic: Option<ServiceInfo>,
     /// The scrubber daemon.
     pub daemon: DaemonInfo,
 }

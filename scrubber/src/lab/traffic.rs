@@ -47,6 +47,8 @@ pub struct GenSpec {
     pub count: u64,
     /// Core to pin it to.
     pub core: Option<usize>,
+    /// `quic-initial` only: which kinds of Initials (`--quic-kind`; the generator's mix when `None`).
+    pub quic_kind: Option<String>,
     /// `udp-amp`: one vector's responses only (`--vector`).
     pub vector: Option<String>,
     /// `udp`: frame size without FCS (`--size`; the generator's default when `None`).
@@ -69,6 +71,7 @@ impl GenSpec {
             seconds: 1.0,
             count: 0,
             core: Some(0),
+            quic_kind: None,
             vector: None,
             size: None,
         }
@@ -107,6 +110,9 @@ impl GenSpec {
         if let Some(c) = self.core {
             kv("--core", c.to_string());
         }
+        if let Some(k) = &self.quic_kind {
+            kv("--quic-kind", k.clone());
+        }
         if let Some(name) = &self.vector {
             kv("--vector", name.clone());
         }
@@ -139,6 +145,20 @@ pub struct LegitOptions {
     pub max_time: Duration,
     /// UDP sequence requests per second (0: no UDP probe).
     pub udp_rate: u64,
+    /// Real QUIC clients against origin's QUIC service (which must be running), if any.
+    pub quic: Option<QuicLegit>,
+}
+
+/// The QUIC part of the legitimate load: `scrubber lab quic-client` from every client source
+/// (IPv4 and IPv6 interleaved) for the whole duration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuicLegit {
+    /// The service's certificate (`Lab::quic_cert`).
+    pub ca: PathBuf,
+    /// New connections per second.
+    pub rate: f64,
+    /// Every n-th connection's ClientHello spans two Initials (0: none).
+    pub split_hello_every: u64,
 }
 
 impl LegitOptions {
@@ -152,6 +172,7 @@ impl LegitOptions {
             per_round: 24,
             max_time: Duration::from_secs(2),
             udp_rate: 200,
+            quic: None,
         }
     }
 }
@@ -185,9 +206,9 @@ pub struct HttpTotals {
 /// What the legitimate clients saw.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct LegitReport {
-    /// HTTP requests plus UDP requests.
+    /// HTTP requests plus UDP requests (plus QUIC connections, when they ran).
     pub attempts: u64,
-    /// HTTP successes plus UDP answers.
+    /// HTTP successes plus UDP answers (plus completed QUIC handshakes).
     pub succeeded: u64,
     /// Distinct client addresses that completed at least one HTTP request.
     pub sources: u64,
@@ -198,6 +219,13 @@ pub struct LegitReport {
     /// Why the UDP probe did not report, if it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub udp_error: Option<String>,
+    /// Real QUIC clients (quinn) against origin's QUIC service, if they ran: handshakes and
+    /// echoed streams.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quic: Option<super::quic::ClientReport>,
+    /// Why the QUIC clients did not report, if they failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quic_error: Option<String>,
 }
 
 const CURL_FORMAT: &str = "%{url_effective}\t%{http_code}\t%{exitcode}\t%{time_total}\t%{local_ip}\t%{errormsg}\n";
@@ -290,6 +318,29 @@ pub fn run_legit(
         let cmd = Cmd::from_argv(&argv).netns(client_ns).timeout(o.duration + Duration::from_secs(15));
         std::thread::spawn(move || cmd.run())
     });
+    let quic = o.quic.as_ref().map(|q| {
+        let mut sources = o.v4_sources.clone();
+        sources.extend(o.v6_sources.iter().copied());
+        let co = super::quic::ClientOptions {
+            targets: vec![
+                SocketAddr::new(ORIGIN_V4.into(), super::quic::QUIC_PORT),
+                SocketAddr::new(ORIGIN_V6.into(), super::quic::QUIC_PORT),
+            ],
+            sources,
+            ca: q.ca.clone(),
+            count: 0,
+            duration: Some(o.duration),
+            rate: q.rate,
+            concurrency: 64,
+            bytes: 4096,
+            split_hello_every: q.split_hello_every,
+            timeout: Duration::from_secs(5),
+        };
+        let cmd = Cmd::from_argv(&super::quic::client_argv(bin, &co))
+            .netns(client_ns)
+            .timeout(o.duration + Duration::from_secs(20));
+        std::thread::spawn(move || cmd.run())
+    });
 
     let mut http = HttpTotals::default();
     let mut ok_sources = BTreeSet::new();
@@ -340,8 +391,21 @@ pub fn run_legit(
             Err(_) => report.udp_error = Some("udp-probe thread panicked".into()),
         }
     }
-    report.attempts = http.attempts + report.udp.as_ref().map_or(0, |u| u.sent);
-    report.succeeded = http.succeeded + report.udp.as_ref().map_or(0, |u| u.answered);
+    if let Some(h) = quic {
+        match h.join() {
+            Ok(Ok(out)) => match serde_json::from_str::<super::quic::ClientReport>(&out.stdout) {
+                Ok(r) => report.quic = Some(r),
+                Err(e) => report.quic_error = Some(format!("quic-client output: {e}")),
+            },
+            Ok(Err(e)) => report.quic_error = Some(e.to_string()),
+            Err(_) => report.quic_error = Some("quic-client thread panicked".into()),
+        }
+    }
+    report.attempts =
+        http.attempts + report.udp.as_ref().map_or(0, |u| u.sent) + report.quic.as_ref().map_or(0, |q| q.attempts);
+    report.succeeded = http.succeeded
+        + report.udp.as_ref().map_or(0, |u| u.answered)
+        + report.quic.as_ref().map_or(0, |q| q.handshakes);
     report.http = http;
     report
 }
