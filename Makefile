@@ -5,7 +5,7 @@ CARGO ?= cargo
 PROFILE ?= ci
 BIN := target/$(PROFILE)
 
-.PHONY: all deps build test lab bench bench-lab fuzz soak fmt lint clean
+.PHONY: all deps build test lab bench bench-lab bench-rfc2544 fuzz soak fmt lint clean
 
 all: build
 
@@ -50,6 +50,17 @@ fuzz: deps
 ## and nftables in the netdev ingress hook, at one fixed rate (root; not part of make test).
 bench-lab: build
 	$(BIN)/scrubber lab bench $(BENCH_ARGS)
+
+## make soak: the mixed lab scenario for SOAK_SECONDS (default 600) watched from outside: memory
+## flat after warm-up, no counter going backwards, no error in the log (root; not in make test).
+## make bench-rfc2544: throughput (RFC 2544 style search, loss tolerance 0.1 %) with full checks
+## for frame sizes 64..1518 (root; not part of make test).
+bench-rfc2544: build
+	$(BIN)/scrubber lab bench --throughput $(BENCH_ARGS)
+
+SOAK_SECONDS ?= 600
+soak: build
+	python3 scripts/soak.py --seconds $(SOAK_SECONDS) --bin $(BIN)/scrubber --ctl $(BIN)/scrubctl
 
 bench: deps
 	$(CARGO) bench -p benches

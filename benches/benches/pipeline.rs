@@ -29,8 +29,6 @@ fn benches(c: &mut Criterion) {
     run(c, "clean_tcp_forward", FramePool::new(clean_tcp(POOL), 192), pipeline(lab_policy(0, None), 1 << 20));
     run(c, "clean_udp_forward", FramePool::new(clean_udp(POOL), 256), pipeline(lab_policy(0, None), 1 << 20));
     let deny = deny_addresses(1_000_000);
-    let policy = lab_policy(0, None);
-    drop(policy);
     let denied = deny_hits(&deny, POOL);
     run(c, "deny_hit_1m_prefixes", FramePool::new(denied, 192), pipeline(lab_policy(1_000_000, None), 1 << 20));
     let small = deny_addresses(1000);

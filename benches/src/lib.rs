@@ -50,6 +50,7 @@ pub fn lab_policy(deny: usize, src_limit: Option<Rate>) -> Policy {
         vlan: VlanAction::Keep,
         gre_local: 0,
         egress_mtu: 1500,
+        ..ForwardSettings::default()
     };
     b.build()
 }

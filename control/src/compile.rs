@@ -27,6 +27,10 @@ pub struct SystemFacts {
     pub egress_mac: Option<[u8; 6]>,
     /// Resolved next-hop MAC when the config says "auto".
     pub next_hop_mac: Option<[u8; 6]>,
+    /// Source MAC for relayed return frames (the ingress interface's), symmetric deployments.
+    pub return_src_mac: Option<[u8; 6]>,
+    /// Resolved upstream next-hop MAC for the return direction when the config says "auto".
+    pub return_next_hop_mac: Option<[u8; 6]>,
     /// Addresses of the appliance's interfaces.
     pub own_addresses: Vec<Addr>,
     /// 16 random bytes drawn at start: the SYN-cookie key when the config names none.
@@ -219,6 +223,16 @@ fn validate_dataplane(cfg: &Config, file: &Path) -> Result<(), ConfigError> {
                 "{} frames cannot fill the fill ring ({}) and the TX ring ({})",
                 d.frames, d.fill_size, d.ring_size
             ),
+        ));
+    }
+    if !(50..=60_000).contains(&d.watchdog_ms) {
+        return Err(ConfigError::new(file, "dataplane.watchdog_ms", format!("{} must be 50..=60000", d.watchdog_ms)));
+    }
+    if d.busy_poll_budget > 1024 {
+        return Err(ConfigError::new(
+            file,
+            "dataplane.busy_poll_budget",
+            format!("{} must be 0..=1024", d.busy_poll_budget),
         ));
     }
     let mut seen = HashSet::new();
@@ -471,32 +485,25 @@ fn compile_forward(cfg: &Config, file: &Path, facts: &SystemFacts) -> Result<For
     if mode != ForwardMode::Hairpin && f.egress.is_none() && !cfg.dataplane.queues.is_empty() {
         return Err(ConfigError::new(file, "forward.egress", "required with forward.mode = \"l2\" or \"gre\""));
     }
-    let next_hop_mac = if f.next_hop_mac == "auto" {
-        // A policy-only config (no queues: tests, `check` of a fragment) forwards nowhere.
-        if f.next_hop_ip.is_none() && !cfg.dataplane.queues.is_empty() {
-            return Err(ConfigError::new(
-                file,
-                "forward.next_hop_ip",
-                "required with next_hop_mac = \"auto\" (the MAC is resolved from the kernel neighbour table)",
-            ));
-        }
-        f.next_hop_ip
-            .as_deref()
-            .map(|t| {
-                t.parse::<IpAddr>()
-                    .map_err(|_| ConfigError::new(file, "forward.next_hop_ip", format!("`{t}` is not an IP address")))
-            })
-            .transpose()?;
-        facts.next_hop_mac.unwrap_or([0; 6])
-    } else {
-        parse_mac(&f.next_hop_mac).ok_or_else(|| {
-            ConfigError::new(
-                file,
-                "forward.next_hop_mac",
-                format!("`{}` is not a MAC address or \"auto\"", f.next_hop_mac),
-            )
-        })?
-    };
+    // A policy-only config (no queues: tests, `check` of a fragment) forwards nowhere.
+    let forwards = !cfg.dataplane.queues.is_empty();
+    let next_hop_mac =
+        mac_setting(file, "forward.next_hop", &f.next_hop_mac, f.next_hop_ip.as_deref(), forwards, facts.next_hop_mac)?;
+    if f.symmetric && mode == ForwardMode::Hairpin {
+        return Err(ConfigError::new(
+            file,
+            "forward.symmetric",
+            "needs an egress interface to receive the return direction on (not with mode = \"hairpin\")",
+        ));
+    }
+    let return_next_hop_mac = mac_setting(
+        file,
+        "forward.return_next_hop",
+        &f.return_next_hop_mac,
+        f.return_next_hop_ip.as_deref(),
+        forwards && f.symmetric,
+        facts.return_next_hop_mac,
+    )?;
     let vlan = match f.vlan {
         VlanConfig::Word(VlanWord::Keep) => VlanAction::Keep,
         VlanConfig::Word(VlanWord::Strip) => VlanAction::Strip,
@@ -522,7 +529,37 @@ fn compile_forward(cfg: &Config, file: &Path, facts: &SystemFacts) -> Result<For
         vlan,
         gre_local,
         egress_mtu: f.mtu,
+        return_src_mac: facts.return_src_mac.unwrap_or([0; 6]),
+        return_next_hop_mac,
     })
+}
+
+/// A next-hop MAC setting: a literal MAC, or "auto" with an IP (`<prefix>_ip`) whose MAC the
+/// daemon resolved into `resolved`. The IP is required only when the appliance forwards (`needed`).
+fn mac_setting(
+    file: &Path,
+    prefix: &str,
+    mac: &str,
+    ip: Option<&str>,
+    needed: bool,
+    resolved: Option<[u8; 6]>,
+) -> Result<[u8; 6], ConfigError> {
+    if mac != "auto" {
+        return parse_mac(mac).ok_or_else(|| {
+            ConfigError::new(file, &format!("{prefix}_mac"), format!("`{mac}` is not a MAC address or \"auto\""))
+        });
+    }
+    match ip {
+        None if needed => Err(ConfigError::new(
+            file,
+            &format!("{prefix}_ip"),
+            format!("required with {prefix}_mac = \"auto\" (the MAC is resolved from the kernel neighbour table)"),
+        )),
+        Some(t) if t.parse::<IpAddr>().is_err() => {
+            Err(ConfigError::new(file, &format!("{prefix}_ip"), format!("`{t}` is not an IP address")))
+        }
+        _ => Ok(resolved.unwrap_or([0; 6])),
+    }
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ pub struct DaemonConfig {
     pub metrics: String,
     /// `human` or `json`.
     pub log_format: LogFormat,
+    /// Accept fault-injection commands (`fault_stall`): for tests of the watchdog, never in production.
+    pub fault_injection: bool,
 }
 
 impl Default for DaemonConfig {
@@ -61,6 +63,7 @@ impl Default for DaemonConfig {
             control_group: None,
             metrics: "127.0.0.1:9477".to_string(),
             log_format: LogFormat::Human,
+            fault_injection: false,
         }
     }
 }
@@ -153,6 +156,8 @@ pub struct DataplaneConfig {
     pub frame_size: u32,
     /// Preferred busy polling (SO_PREFER_BUSY_POLL) with this budget; 0 = off.
     pub busy_poll_budget: u32,
+    /// A worker whose loop makes no progress this long has its queue put in the fail mode.
+    pub watchdog_ms: u64,
 }
 
 impl Default for DataplaneConfig {
@@ -168,6 +173,7 @@ impl Default for DataplaneConfig {
             frames: 8192,
             frame_size: 4096,
             busy_poll_budget: 0,
+            watchdog_ms: 500,
         }
     }
 }
@@ -232,6 +238,10 @@ pub struct ForwardConfig {
     pub mtu: u16,
     /// Also relay origin→client traffic arriving on the egress interface.
     pub symmetric: bool,
+    /// Upstream next hop for the relayed return direction (symmetric): a MAC or "auto".
+    pub return_next_hop_mac: String,
+    /// IP of the upstream next hop, resolved when `return_next_hop_mac = "auto"`.
+    pub return_next_hop_ip: Option<String>,
 }
 
 impl Default for ForwardConfig {
@@ -245,6 +255,8 @@ impl Default for ForwardConfig {
             gre_local: None,
             mtu: 1500,
             symmetric: false,
+            return_next_hop_mac: "auto".to_string(),
+            return_next_hop_ip: None,
         }
     }
 }

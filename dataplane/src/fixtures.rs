@@ -96,6 +96,7 @@ fn policy(k: &Knobs) -> policy::Policy {
         vlan: k.vlan.unwrap_or(VlanAction::Keep),
         gre_local: 0,
         egress_mtu: 1500,
+        ..ForwardSettings::default()
     };
     b.build()
 }

@@ -139,6 +139,7 @@ mod tests {
             vlan,
             gre_local: 0xc612_0001,
             egress_mtu: 1500,
+            ..ForwardSettings::default()
         }
     }
 

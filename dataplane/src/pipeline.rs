@@ -109,17 +109,23 @@ struct Lookup {
 impl Lookup {
     const EMPTY: Lookup = Lookup { parsed: Ok(None), dst: None, allowed: false, denied: false };
 
+    /// Parses the frame and starts loading the list records its lookups will read.
     #[inline]
-    fn of(policy: &Policy, now: Now, frame: &[u8]) -> Lookup {
+    fn parse(policy: &Policy, frame: &[u8]) -> Lookup {
         let parsed = parse(frame);
-        match parsed {
-            Ok(Some(info)) => Lookup {
-                parsed,
-                dst: policy.classify_dst(info.dst),
-                allowed: policy.allowed(info.src, now.mono_ns),
-                denied: policy.denied(info.src, now.mono_ns),
-            },
-            _ => Lookup { parsed, ..Lookup::EMPTY },
+        if let Ok(Some(info)) = parsed {
+            policy.prefetch_lists(info.src);
+        }
+        Lookup { parsed, ..Lookup::EMPTY }
+    }
+
+    /// The lookups, once every frame of the batch has been parsed.
+    #[inline]
+    fn look_up(&mut self, policy: &Policy, now: Now) {
+        if let Ok(Some(info)) = self.parsed {
+            self.dst = policy.classify_dst(info.dst);
+            self.allowed = policy.allowed(info.src, now.mono_ns);
+            self.denied = policy.denied(info.src, now.mono_ns);
         }
     }
 }
@@ -243,7 +249,10 @@ impl Pipeline {
         state.last_now_ns = now.mono_ns;
         for (frames, verdicts) in frames.chunks_mut(MAX_BATCH).zip(verdicts.chunks_mut(MAX_BATCH)) {
             for (frame, lookup) in frames.iter().zip(state.lookups.iter_mut()) {
-                *lookup = Lookup::of(&policy, now, frame.data());
+                *lookup = Lookup::parse(&policy, frame.data());
+            }
+            for (frame, lookup) in frames.iter().zip(state.lookups.iter_mut()) {
+                lookup.look_up(&policy, now);
                 // Start the QUIC table reads of this frame so the batch's misses overlap.
                 if let (Ok(Some(info)), Some(DstClass::Protected(i))) = (lookup.parsed, lookup.dst) {
                     let quic = &policy.profile_of(i).1.quic;
@@ -265,6 +274,24 @@ impl Pipeline {
             }
         }
         state.stats.batches += 1;
+    }
+
+    /// Relays a batch of the return direction (origin → client, symmetric deployments): frames
+    /// from protected sources are not scrubbed, but requests they carry are recorded for the
+    /// amplification defence's symmetric mode, and each frame is rewritten for the upstream next
+    /// hop and forwarded (out of the ingress interface). Malformed frames are dropped.
+    pub fn process_return(&mut self, now: Now, frames: &mut [Frame<'_>], verdicts: &mut [Verdict]) {
+        assert!(verdicts.len() >= frames.len(), "one verdict slot per frame");
+        let policy = self.cell.load();
+        let state = &mut self.state;
+        state.adopt(&policy);
+        state.last_now_ns = now.mono_ns;
+        for (frame, verdict) in frames.iter_mut().zip(verdicts.iter_mut()) {
+            let len = frame.len();
+            let v = state.relay(&policy, now, frame);
+            state.stats.verdict(v, len);
+            *verdict = v;
+        }
     }
 
     /// Decides one frame (a batch of one).
@@ -297,6 +324,27 @@ impl Pipeline {
 }
 
 impl State {
+    /// One frame of the return direction. See `Pipeline::process_return`.
+    fn relay(&mut self, policy: &Policy, now: Now, frame: &mut Frame<'_>) -> Verdict {
+        let info = match parse(frame.data()) {
+            Ok(Some(info)) => info,
+            Ok(None) => return Verdict::Pass,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        if let Some(DstClass::Protected(i)) = policy.classify_dst(info.src) {
+            let (_, profile) = policy.profile_of(i);
+            if profile.amp.symmetric {
+                self.amp.record_request(&self.shared.amp, &policy.amp, now, &info, frame.data(), &mut self.stats);
+            }
+        }
+        let s = &policy.forward;
+        let d = frame.data_mut();
+        d[0..6].copy_from_slice(&s.return_next_hop_mac);
+        d[6..12].copy_from_slice(&s.return_src_mac);
+        self.stats.event(Event::ReturnRelayed);
+        Verdict::Forward
+    }
+
     /// Hands a decided frame to a capture session, tagged with what the countermeasures learned.
     #[cold]
     fn offer_capture(&self, session: &capture::Session, now: Now, v: Verdict, lookup: &Lookup, frame: &[u8]) {

@@ -37,6 +37,8 @@ counted_enum! {
         IcmpTooBigSent = "icmp_too_big_sent",
         /// A new policy snapshot was adopted at a batch boundary.
         PolicySwap = "policy_swap",
+        /// Origin → client frame relayed (symmetric deployments).
+        ReturnRelayed = "return_relayed",
 
         // --- UDP amplification / reflection (amp) ---
         /// A reflection vector the profile allows matched.

@@ -8,10 +8,11 @@
 //! `PUBLISH_NS` with `try_lock`, so a reader can never stall the worker; `heartbeat` moves on
 //! every pass and is what a watchdog looks at.
 
+use crate::frame::Frame;
 use crate::pipeline::{Now, Pipeline};
 use crate::stats::Stats;
 use crate::verdict::Verdict;
-use crate::xsk::socket::{Dest, Io, IoCounters, MAX_BATCH, RingStats};
+use crate::xsk::socket::{Dest, Io, IoCounters, MAX_BATCH, RingStats, Side};
 use crate::xsk::thread_cpu_ns;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,6 +70,8 @@ pub struct WorkerShared {
     pub heartbeat: AtomicU64,
     /// Set once the worker has entered its loop.
     pub running: AtomicBool,
+    /// Fault injection (tests of the watchdog): the worker sleeps until this monotonic time, ns.
+    pub stall_until_ns: AtomicU64,
 }
 
 /// Runs the loop until `shared.stop` is set. `clock` is read once per batch.
@@ -81,15 +84,43 @@ pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock:
     let mut last_publish = 0u64;
     let mut activity = Activity::default();
     shared.running.store(true, Ordering::Release);
+    let return_path = io.return_path();
     while !shared.stop.load(Ordering::Relaxed) {
         shared.heartbeat.fetch_add(1, Ordering::Relaxed);
         io.reclaim();
         io.refill();
-        let n = io.receive();
+        let n = io.receive(Side::Ingress);
         let now = clock();
-        if n == 0 {
+        stall_if_asked(&shared, now.mono_ns);
+        let mut received = n;
+        if n > 0 {
+            activity.batch_sizes[batch_bucket(n)] += 1;
+            let (passed, unfit) = {
+                let mut frames = io.frames(n);
+                pipeline.process(now, &mut frames[..n], &mut verdicts[..n]);
+                route(&mut frames[..n], &verdicts[..n], &mut lens, &mut dest)
+            };
+            pass_dropped += passed;
+            io.count_relocate_failed(unfit);
+            io.dispatch(n, &lens[..n], &dest[..n]);
+        }
+        if return_path {
+            let m = io.receive(Side::Egress);
+            if m > 0 {
+                received += m;
+                let (passed, unfit) = {
+                    let mut frames = io.frames(m);
+                    pipeline.process_return(now, &mut frames[..m], &mut verdicts[..m]);
+                    route(&mut frames[..m], &verdicts[..m], &mut lens, &mut dest)
+                };
+                pass_dropped += passed;
+                io.count_relocate_failed(unfit);
+                io.dispatch(m, &lens[..m], &dest[..m]);
+            }
+        }
+        io.kick();
+        if received == 0 {
             activity.idle_passes += 1;
-            io.kick();
             idle = idle.saturating_add(1);
             if idle > SPIN_PASSES && io.outstanding() == 0 {
                 let _ = io.wait(IDLE_POLL_MS);
@@ -97,34 +128,6 @@ pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock:
         } else {
             idle = 0;
             activity.busy_passes += 1;
-            activity.batch_sizes[batch_bucket(n)] += 1;
-            let mut relocate_failed = 0;
-            {
-                let mut frames = io.frames(n);
-                pipeline.process(now, &mut frames[..n], &mut verdicts[..n]);
-                for i in 0..n {
-                    let frame = &mut frames[i];
-                    dest[i] = match verdicts[i] {
-                        Verdict::Forward => Dest::Egress,
-                        Verdict::Reply => Dest::Ingress,
-                        Verdict::Drop(_) => Dest::Free,
-                        Verdict::Pass => {
-                            pass_dropped += 1;
-                            Dest::Free
-                        }
-                    };
-                    if dest[i] != Dest::Free && !frame.rebase() {
-                        dest[i] = Dest::Free;
-                        relocate_failed += 1;
-                    }
-                    lens[i] = frame.len();
-                }
-            }
-            for _ in 0..relocate_failed {
-                io.count_relocate_failed();
-            }
-            io.dispatch(n, &lens[..n], &dest[..n]);
-            io.kick();
         }
         if now.mono_ns.saturating_sub(last_publish) >= PUBLISH_NS {
             last_publish = now.mono_ns;
@@ -134,13 +137,53 @@ pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock:
     publish(&shared, &mut pipeline, &io, pass_dropped, &activity, clock().mono_ns);
 }
 
+/// Fault injection for the watchdog's tests: a worker asked to stall stops making progress (no
+/// heartbeat, no receive) until the given time. One relaxed load per pass otherwise.
+#[cold]
+fn stall(shared: &WorkerShared, until_ns: u64, now_ns: u64) {
+    std::thread::sleep(std::time::Duration::from_nanos(until_ns.saturating_sub(now_ns)));
+    shared.stall_until_ns.store(0, Ordering::Relaxed);
+}
+
+#[inline(always)]
+fn stall_if_asked(shared: &WorkerShared, now_ns: u64) {
+    let until = shared.stall_until_ns.load(Ordering::Relaxed);
+    if until > now_ns {
+        stall(shared, until, now_ns);
+    }
+}
+
+/// Turns verdicts into destinations and brings each frame back to its descriptor's address;
+/// fills `lens` and `dest`. Returns how many frames had a `Pass` verdict (which userspace cannot
+/// hand to the kernel: they are freed and counted). A frame whose rewrite no longer fits is freed.
+fn route(frames: &mut [Frame<'_>], verdicts: &[Verdict], lens: &mut [usize], dest: &mut [Dest]) -> (u64, u64) {
+    let (mut passed, mut unfit) = (0, 0);
+    for (i, frame) in frames.iter_mut().enumerate() {
+        dest[i] = match verdicts[i] {
+            Verdict::Forward => Dest::Onward,
+            Verdict::Reply => Dest::Back,
+            Verdict::Drop(_) => Dest::Free,
+            Verdict::Pass => {
+                passed += 1;
+                Dest::Free
+            }
+        };
+        if dest[i] != Dest::Free && !frame.rebase() {
+            dest[i] = Dest::Free;
+            unfit += 1;
+        }
+        lens[i] = frame.len();
+    }
+    (passed, unfit)
+}
+
 /// The floor of this path, for benchmarks: the same loop as [`run`] (reclaim, refill, receive,
 /// idle wait, TX kicks, publishing) with the pipeline replaced by a rewrite of the two MAC
 /// addresses (`dst_mac`, `src_mac`); every frame goes to egress. Its counters show every frame
 /// as forwarded. No parsing, no policy, no checks.
 pub fn run_minimal(mut io: Io, dst_mac: [u8; 6], src_mac: [u8; 6], shared: Arc<WorkerShared>, clock: impl Fn() -> Now) {
     let mut lens = [0usize; MAX_BATCH];
-    let dest = [Dest::Egress; MAX_BATCH];
+    let dest = [Dest::Onward; MAX_BATCH];
     let mut stats = Stats::default();
     let forward = Verdict::Forward.kind().index();
     let mut idle = 0u32;
@@ -151,7 +194,7 @@ pub fn run_minimal(mut io: Io, dst_mac: [u8; 6], src_mac: [u8; 6], shared: Arc<W
         shared.heartbeat.fetch_add(1, Ordering::Relaxed);
         io.reclaim();
         io.refill();
-        let n = io.receive();
+        let n = io.receive(Side::Ingress);
         let now = clock();
         if n == 0 {
             activity.idle_passes += 1;

@@ -239,6 +239,19 @@ impl<K: LpmKey, V: Copy + PartialEq> LpmMap<K, V> {
         if key <= r.end { Some(r.value) } else { None }
     }
 
+    /// Starts loading the range records a `get(key)` will read (one index read, from cache, and a
+    /// prefetch), so that the lookups of a batch overlap their memory trips.
+    #[inline]
+    pub fn prefetch(&self, key: K) {
+        if self.ranges.is_empty() || key < self.min || key > self.max {
+            return;
+        }
+        let lo = self.index[key.bucket(self.skip, self.bits)] as usize;
+        if let Some(r) = self.ranges.get(lo.saturating_sub(1)) {
+            crate::xsk::prefetch_ref(r);
+        }
+    }
+
     /// True when some prefix contains `key`.
     #[inline]
     pub fn contains(&self, key: K) -> bool {

@@ -184,6 +184,10 @@ pub struct ForwardSettings {
     pub gre_local: u32,
     /// Egress MTU (IP bytes) checked before encapsulating.
     pub egress_mtu: u16,
+    /// Source MAC of relayed origin → client frames (the ingress interface's), symmetric only.
+    pub return_src_mac: [u8; 6],
+    /// Destination MAC of relayed origin → client frames (the upstream router's), symmetric only.
+    pub return_next_hop_mac: [u8; 6],
 }
 
 /// The immutable policy snapshot. Build it with `PolicyBuilder`.
@@ -241,6 +245,18 @@ impl Policy {
     #[inline]
     pub fn denied(&self, src: Addr, now_ns: u64) -> bool {
         matches!(lookup(&self.deny_v4, &self.deny_v6, src), Some(exp) if exp > now_ns)
+    }
+
+    /// Starts loading what `denied(src)` and `allowed(src)` will read (large lists miss the cache).
+    #[inline]
+    pub fn prefetch_lists(&self, src: Addr) {
+        if src.is_v4() {
+            self.deny_v4.prefetch(src.v4_value());
+            self.allow_v4.prefetch(src.v4_value());
+        } else {
+            self.deny_v6.prefetch(src.0);
+            self.allow_v6.prefetch(src.0);
+        }
     }
 
     /// True when `src` lies in a special-purpose range that is not exempted.

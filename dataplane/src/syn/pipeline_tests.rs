@@ -24,6 +24,7 @@ fn lab(mode: Mode) -> Pipeline {
         vlan: VlanAction::Keep,
         gre_local: 0,
         egress_mtu: 1500,
+        ..ForwardSettings::default()
     };
     Pipeline::new(policy::cell(b.build()), PipelineConfig::default())
 }

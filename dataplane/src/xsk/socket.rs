@@ -9,6 +9,7 @@
 //! descriptors are outstanding, since copy-mode transmit sends only a small batch per kick.
 
 use crate::frame::Frame;
+use crate::xsk::prefetch;
 use std::io;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
@@ -44,6 +45,9 @@ pub struct XskSettings {
     pub bind: BindMode,
     /// Frames per RX batch (<= MAX_BATCH).
     pub batch: usize,
+    /// Preferred busy polling with this budget (0: off): the kernel polls the NIC queue from the
+    /// worker's own syscalls instead of interrupts (SO_PREFER_BUSY_POLL, SO_BUSY_POLL_BUDGET).
+    pub busy_poll_budget: u32,
 }
 
 /// An error setting up sockets.
@@ -144,15 +148,25 @@ fn ring_stats(tx: &TxQueue) -> RingStats {
     }
 }
 
-/// Where a decided frame goes.
+/// Where a decided frame goes, relative to the side it was received on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dest {
-    /// Egress TX (or ingress TX when there is no egress socket).
-    Egress,
-    /// Ingress TX (replies).
-    Ingress,
+    /// On to the other side: a frame from ingress leaves by egress (by ingress again when there
+    /// is no egress socket: hairpin); a frame from egress (the return direction) by ingress.
+    Onward,
+    /// Back out of the port it came in by (replies).
+    Back,
     /// Back to the free list.
     Free,
+}
+
+/// Which socket a batch was received on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The ingress socket: client → origin traffic to scrub.
+    Ingress,
+    /// The egress socket, in symmetric deployments: origin → client traffic to relay.
+    Egress,
 }
 
 /// Counters of the I/O layer.
@@ -172,6 +186,8 @@ pub struct IoCounters {
     pub tx_kicks: u64,
     /// Fill ring wakeups issued.
     pub fill_kicks: u64,
+    /// Frames received on the egress socket (return direction, symmetric deployments).
+    pub rx_return: u64,
 }
 
 /// A worker's UMEM and sockets. See the module docs.
@@ -188,6 +204,10 @@ pub struct Io {
     to_egress: Vec<FrameDesc>,
     scratch: Vec<FrameDesc>,
     counters: IoCounters,
+    /// The egress socket also receives (symmetric deployments).
+    return_path: bool,
+    /// The side `rx` was last filled from.
+    rx_side: Side,
 }
 
 impl std::fmt::Debug for Io {
@@ -202,8 +222,14 @@ impl std::fmt::Debug for Io {
 }
 
 impl Io {
-    /// Creates the UMEM and binds the ingress socket (and the egress one, sharing the UMEM).
-    pub fn open(settings: &XskSettings, ingress: (&str, u32), egress: Option<(&str, u32)>) -> Result<Io, XskError> {
+    /// Creates the UMEM and binds the ingress socket (and the egress one, sharing the UMEM). With
+    /// `return_path` the egress socket also receives (the origin → client direction).
+    pub fn open(
+        settings: &XskSettings,
+        ingress: (&str, u32),
+        egress: Option<(&str, u32)>,
+        return_path: bool,
+    ) -> Result<Io, XskError> {
         let config = UmemConfig::builder()
             .frame_size(FrameSize::new(settings.frame_size).map_err(|err| e("frame size", err))?)
             .fill_queue_size(QueueSize::new(settings.fill_size).map_err(|err| e("fill ring size", err))?)
@@ -219,6 +245,13 @@ impl Io {
             None => None,
         };
         let batch = settings.batch.clamp(1, MAX_BATCH);
+        if settings.busy_poll_budget > 0 {
+            for fd in std::iter::once(ingress_port.rx.fd().as_raw_fd())
+                .chain(egress_port.as_ref().map(|p| p.rx.fd().as_raw_fd()))
+            {
+                set_busy_poll(fd, settings.busy_poll_budget)?;
+            }
+        }
         let mut io = Io {
             ingress: ingress_port,
             egress: egress_port,
@@ -231,6 +264,8 @@ impl Io {
             to_egress: Vec::with_capacity(MAX_BATCH),
             scratch: vec![FrameDesc::default(); MAX_BATCH],
             counters: IoCounters::default(),
+            return_path: return_path && egress.is_some(),
+            rx_side: Side::Ingress,
         };
         io.refill();
         Ok(io)
@@ -261,9 +296,20 @@ impl Io {
         (ring_stats(&self.ingress.tx), self.egress.as_ref().map(|p| ring_stats(&p.tx)))
     }
 
-    /// Moves free frames to the fill rings (ingress first; egress gets a share when it receives).
+    /// Moves free frames to the fill rings: ingress first, then the egress socket's when it
+    /// receives the return direction.
     pub fn refill(&mut self) {
-        fill_port(&mut self.ingress, &mut self.free, self.frame_size, &mut self.counters);
+        fill_port(&mut self.ingress, &mut self.free);
+        if self.return_path
+            && let Some(egress) = self.egress.as_mut()
+        {
+            fill_port(egress, &mut self.free);
+        }
+    }
+
+    /// True when the egress socket receives too (symmetric deployments).
+    pub fn return_path(&self) -> bool {
+        self.return_path
     }
 
     /// Moves completed TX frames back to the free list.
@@ -276,11 +322,22 @@ impl Io {
         }
     }
 
-    /// Receives up to one batch from the ingress socket; returns how many frames arrived.
-    pub fn receive(&mut self) -> usize {
+    /// Receives up to one batch from `side`'s socket; returns how many frames arrived.
+    pub fn receive(&mut self, side: Side) -> usize {
+        let port = match side {
+            Side::Ingress => &mut self.ingress,
+            Side::Egress => match self.egress.as_mut() {
+                Some(p) if self.return_path => p,
+                _ => return 0,
+            },
+        };
+        self.rx_side = side;
         // SAFETY: the RX descriptors are for this worker's UMEM.
-        let n = unsafe { self.ingress.rx.consume(&mut self.rx[..self.batch]) };
-        self.counters.rx += n as u64;
+        let n = unsafe { port.rx.consume(&mut self.rx[..self.batch]) };
+        match side {
+            Side::Ingress => self.counters.rx += n as u64,
+            Side::Egress => self.counters.rx_return += n as u64,
+        }
         // In copy mode the kernel wrote these frames on another core (on veth, the sender's):
         // the pipeline's first read of each one misses the cache. Asking for all their first
         // lines now lets those misses overlap instead of stalling once per frame.
@@ -292,9 +349,22 @@ impl Io {
         n
     }
 
-    /// Waits up to `timeout_ms` for ingress frames (idle path).
+    /// Waits up to `timeout_ms` for frames on the ingress socket (and the egress one when it
+    /// receives) (idle path).
     pub fn wait(&mut self, timeout_ms: i32) -> io::Result<bool> {
-        self.ingress.rx.poll(timeout_ms)
+        let mut fds = [
+            libc::pollfd { fd: self.ingress.rx.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: -1, events: libc::POLLIN, revents: 0 },
+        ];
+        if self.return_path
+            && let Some(egress) = self.egress.as_ref()
+        {
+            fds[1].fd = egress.rx.fd().as_raw_fd();
+        }
+        // SAFETY: `fds` is a valid array of two pollfd structs for the duration of the call;
+        // a negative fd is ignored by poll(2).
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+        if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc > 0) }
     }
 
     /// Frames of the first `n` received descriptors, as the pipeline sees them: each one spans its
@@ -323,6 +393,7 @@ impl Io {
     /// length (its start is back where it was received), `dest[i]` where it goes.
     pub fn dispatch(&mut self, n: usize, lens: &[usize], dest: &[Dest]) {
         let hairpin = self.egress.is_none();
+        let from_egress = self.rx_side == Side::Egress;
         for i in 0..n {
             let mut desc = self.rx[i];
             match dest[i] {
@@ -330,10 +401,12 @@ impl Io {
                 d => {
                     // SAFETY: the descriptor is ours (not in any ring) and belongs to this UMEM.
                     unsafe { self.umem.data_mut(&mut desc) }.cursor().set_pos(lens[i]);
-                    if d == Dest::Ingress || hairpin {
-                        self.to_ingress.push(desc);
-                    } else {
+                    // Onward from ingress and back from egress both leave by egress.
+                    let by_egress = !hairpin && ((d == Dest::Onward) != from_egress);
+                    if by_egress {
                         self.to_egress.push(desc);
+                    } else {
+                        self.to_ingress.push(desc);
                     }
                 }
             }
@@ -347,9 +420,9 @@ impl Io {
         }
     }
 
-    /// Counts a frame the worker could not hand back (its rewrite did not fit).
-    pub fn count_relocate_failed(&mut self) {
-        self.counters.relocate_failed += 1;
+    /// Counts frames the worker could not hand back (their rewrite did not fit).
+    pub fn count_relocate_failed(&mut self, n: u64) {
+        self.counters.relocate_failed += n;
     }
 
     /// Kicks TX while anything is outstanding and the fill ring if the kernel asks.
@@ -365,6 +438,13 @@ impl Io {
             let _ = self.ingress.fill.wakeup(self.ingress.rx.fd_mut(), 0);
             self.counters.fill_kicks += 1;
         }
+        if self.return_path
+            && let Some(egress) = self.egress.as_mut()
+            && egress.fill.needs_wakeup()
+        {
+            let _ = egress.fill.wakeup(egress.rx.fd_mut(), 0);
+            self.counters.fill_kicks += 1;
+        }
     }
 
     /// Descriptors produced to TX rings and not yet completed.
@@ -373,19 +453,34 @@ impl Io {
     }
 }
 
-/// Asks the CPU to bring the cache line at `p` closer (no-op where not supported).
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it never faults and reads nothing into the program.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+/// Preferred busy polling on socket `fd` (kernel 5.11+).
+fn set_busy_poll(fd: RawFd, budget: u32) -> Result<(), XskError> {
+    // SO_PREFER_BUSY_POLL (69) and SO_BUSY_POLL_BUDGET (70) from asm-generic/socket.h.
+    const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+    const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+    for (opt, value, name) in [
+        (SO_PREFER_BUSY_POLL, 1i32, "SO_PREFER_BUSY_POLL"),
+        (libc::SO_BUSY_POLL, 20, "SO_BUSY_POLL"),
+        (SO_BUSY_POLL_BUDGET, budget as i32, "SO_BUSY_POLL_BUDGET"),
+    ] {
+        // SAFETY: `value` is a valid c_int for the duration of the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&value as *const i32).cast(),
+                size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(e(format!("setting {name} for preferred busy polling"), io::Error::last_os_error()));
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+    Ok(())
 }
 
-fn fill_port(port: &mut Port, free: &mut Vec<FrameDesc>, _frame_size: usize, _c: &mut IoCounters) {
+fn fill_port(port: &mut Port, free: &mut Vec<FrameDesc>) {
     if free.is_empty() {
         return;
     }

@@ -203,6 +203,7 @@ pub fn handle(req: &Value, daemon: &Arc<Daemon>, uid: Option<u32>) -> Value {
         "capture_start" => super::capture::start(daemon, req, uid),
         "capture_stop" => super::capture::stop(daemon, uid),
         "capture_status" => super::capture::status(daemon),
+        "fault_stall" => fault_stall(daemon, req),
         other => match super::commands::run(daemon, other, req, uid) {
             Some(r) => r,
             None => return error(id, "unknown_command", &format!("unknown command `{other}`")),
@@ -236,7 +237,33 @@ fn status(d: &Daemon) -> Value {
 
 fn health(d: &Daemon) -> Value {
     let alive = d.workers.iter().filter(|w| w.shared.running.load(Ordering::Acquire)).count();
-    json!({"ok": alive == d.workers.len(), "workers": d.workers.len(), "running": alive})
+    let stalled: Vec<Value> = d
+        .workers
+        .iter()
+        .filter(|w| w.stalled.load(Ordering::Acquire))
+        .map(|w| json!({"interface": w.interface, "queue": w.queue}))
+        .collect();
+    json!({
+        "ok": alive == d.workers.len() && stalled.is_empty(),
+        "workers": d.workers.len(),
+        "running": alive,
+        "stalled": stalled,
+    })
+}
+
+/// `fault_stall {queue, ms}`: makes a worker stop making progress for a while, to exercise the
+/// watchdog. Refused unless `daemon.fault_injection = true`.
+fn fault_stall(d: &Daemon, args: &Value) -> Result<Value, (&'static str, String)> {
+    if !d.config.daemon.fault_injection {
+        return Err(("forbidden", "fault injection is off (daemon.fault_injection = false)".into()));
+    }
+    let queue = args.get("queue").and_then(Value::as_u64).unwrap_or(0) as u32;
+    let ms = args.get("ms").and_then(Value::as_u64).unwrap_or(1000).min(60_000);
+    let w =
+        d.workers.iter().find(|w| w.queue == queue).ok_or(("bad_request", format!("no worker on queue {queue}")))?;
+    w.shared.stall_until_ns.store(super::now().mono_ns + ms * 1_000_000, Ordering::Relaxed);
+    warn!(queue, ms, "fault injection: stalling a worker");
+    Ok(json!({"queue": queue, "ms": ms}))
 }
 
 fn stats(d: &Daemon) -> Value {

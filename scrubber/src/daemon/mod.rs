@@ -47,6 +47,10 @@ pub struct WorkerInfo {
     pub zero_copy: bool,
     /// Shared counters and stop flag.
     pub shared: Arc<WorkerShared>,
+    /// The ingress socket, to take out of the XSKMAP when the worker stalls and put back.
+    pub ingress_fd: std::os::fd::RawFd,
+    /// Set by the watchdog while the worker makes no progress (its queue is in fail mode).
+    pub stalled: AtomicBool,
 }
 
 /// Everything the control socket reads.
@@ -108,12 +112,31 @@ impl Daemon {
 static CLOCK_ORIGIN: OnceLock<Instant> = OnceLock::new();
 
 /// The clock workers read once per batch.
+///
+/// One clock read: wall-clock seconds are the monotonic time plus an offset the daemon re-anchors
+/// to the system clock once a second (`anchor_wall_clock`), so a stepped system clock is followed
+/// within a second without a second clock read per batch.
 pub fn now() -> Now {
     let origin = *CLOCK_ORIGIN.get_or_init(Instant::now);
-    Now {
-        mono_ns: origin.elapsed().as_nanos() as u64,
-        wall_secs: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    let mono_ns = origin.elapsed().as_nanos() as u64;
+    let mut offset = WALL_OFFSET_NS.load(Ordering::Relaxed);
+    if offset == 0 {
+        offset = anchor_wall_clock();
     }
+    Now { mono_ns, wall_secs: (offset.saturating_add(mono_ns as i64) / 1_000_000_000).max(0) as u64 }
+}
+
+/// Wall-clock time minus monotonic time, ns (0 until first anchored).
+static WALL_OFFSET_NS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Re-reads the system clock and stores its offset from the monotonic clock; returns it.
+pub fn anchor_wall_clock() -> i64 {
+    let origin = *CLOCK_ORIGIN.get_or_init(Instant::now);
+    let mono = origin.elapsed().as_nanos() as i64;
+    let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+    let offset = (wall - mono).max(1);
+    WALL_OFFSET_NS.store(offset, Ordering::Relaxed);
+    offset
 }
 
 fn init_logging(format: LogFormat) {
@@ -197,18 +220,28 @@ fn start(
     let mac_if = egress.clone().unwrap_or_else(|| config.dataplane.queues[0].interface.clone());
     let egress_mac = system::mac_of(&mac_if)?;
     let own = system::own_addresses()?;
-    let next_hop_mac = if config.forward.next_hop_mac == "auto" {
-        let ip: IpAddr = config
-            .forward
-            .next_hop_ip
-            .as_deref()
+    let resolve = |mac: &str, ip: Option<&str>, key: &str| -> Result<Option<[u8; 6]>, StartError> {
+        if mac != "auto" {
+            return Ok(None);
+        }
+        let ip: IpAddr = ip
             .and_then(|t| t.parse().ok())
-            .ok_or_else(|| StartError("forward.next_hop_ip is required with next_hop_mac = \"auto\"".into()))?;
+            .ok_or_else(|| StartError(format!("forward.{key}_ip is required with {key}_mac = \"auto\"")))?;
         let mac = system::resolve_neighbour(ip, Duration::from_secs(3))?;
-        info!(next_hop = %ip, mac = %fmt_mac(&mac), "resolved the next hop");
-        Some(mac)
+        info!(next_hop = %ip, mac = %fmt_mac(&mac), which = key, "resolved a next hop");
+        Ok(Some(mac))
+    };
+    let f = &config.forward;
+    let next_hop_mac = resolve(&f.next_hop_mac, f.next_hop_ip.as_deref(), "next_hop")?;
+    let symmetric = f.symmetric && egress.is_some();
+    let (return_src_mac, return_next_hop_mac) = if symmetric {
+        let ingress_if = &config.dataplane.queues[0].interface;
+        (
+            Some(system::mac_of(ingress_if)?),
+            resolve(&f.return_next_hop_mac, f.return_next_hop_ip.as_deref(), "return_next_hop")?,
+        )
     } else {
-        None
+        (None, None)
     };
     let syn_seed = system::random_seed()?;
     let mut syn_random = [0u8; 16];
@@ -217,6 +250,8 @@ fn start(
     let facts = SystemFacts {
         egress_mac: Some(egress_mac),
         next_hop_mac,
+        return_src_mac,
+        return_next_hop_mac,
         own_addresses: own.clone(),
         syn_random,
         syn_previous: None,
@@ -255,6 +290,15 @@ fn start(
         );
         programs.push(prog);
     }
+    // Symmetric: the egress interface's program steers frames *from* protected prefixes (the
+    // origin → client direction) to the workers' egress sockets.
+    if symmetric && let Some(e) = &egress {
+        let prog = XdpProgram::attach(e, attach).map_err(|err| StartError(err.to_string()))?;
+        prog.configure(config.dataplane.fail == FailMode::Open, true).map_err(|err| StartError(err.to_string()))?;
+        prog.sync_classes(&classes).map_err(|err| StartError(err.to_string()))?;
+        info!(interface = e, mode = %prog.mode(), taken_over = prog.taken_over(), "XDP program attached (return direction)");
+        programs.push(prog);
+    }
 
     // Workers.
     let d = &config.dataplane;
@@ -269,6 +313,7 @@ fn start(
             CfgBind::Copy => BindMode::Copy,
         },
         batch: d.batch as usize,
+        busy_poll_budget: d.busy_poll_budget,
     };
     let n_workers = d.queues.len() as u32;
     let shared_config = dataplane::pipeline::SharedConfig {
@@ -283,11 +328,17 @@ fn start(
     for (i, q) in d.queues.iter().enumerate() {
         let egress_pair = egress.as_ref().map(|e| (e.clone(), q.egress_queue.unwrap_or(i as u32)));
         let io = system::retry_busy(Duration::from_secs(2), || {
-            Io::open(&settings, (&q.interface, q.queue), egress_pair.as_ref().map(|(e, n)| (e.as_str(), *n)))
+            Io::open(&settings, (&q.interface, q.queue), egress_pair.as_ref().map(|(e, n)| (e.as_str(), *n)), symmetric)
         })
         .map_err(|e| StartError(e.to_string()))?;
         let prog = programs.iter().find(|p| p.ifname() == q.interface).expect("a program per ingress interface");
         prog.insert_socket(q.queue, io.ingress_fd()).map_err(|e| StartError(e.to_string()))?;
+        if let (Some((e, eq)), Some(fd)) = (&egress_pair, io.egress_fd())
+            && symmetric
+            && let Some(ret) = programs.iter().find(|p| p.ifname() == e)
+        {
+            ret.insert_socket(*eq, fd).map_err(|err| StartError(err.to_string()))?;
+        }
         let shared_worker = Arc::new(WorkerShared::default());
         let mut pipeline_cfg = pipeline_config(&config, n_workers);
         pipeline_cfg.seed = seed[3] ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -307,6 +358,8 @@ fn start(
             egress: egress_pair,
             zero_copy: io.zero_copy(),
             shared: shared_worker.clone(),
+            ingress_fd: io.ingress_fd(),
+            stalled: AtomicBool::new(false),
         });
         let core = q.core;
         let name = format!("w-{}-{}", q.interface, q.queue);
@@ -357,10 +410,13 @@ fn start(
     // Housekeeping: counter history for rates (every second), expiry of runtime list entries.
     let mut last_tick = Instant::now() - Duration::from_secs(1);
     let mut syn_active: std::collections::HashMap<dataplane::Cidr, bool> = std::collections::HashMap::new();
+    let mut watchdog = Watchdog::new(&daemon);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        watchdog.check(&daemon);
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
+            anchor_wall_clock();
             daemon.rates.sample(&daemon.total_stats());
             watch_syn_auto(&daemon, &mut syn_active);
             // Publish under the policy lock, as commands do, so snapshots go out in order.
@@ -403,6 +459,56 @@ fn start(
         }
     }
     Ok(())
+}
+
+/// Per-queue watchdog: a worker whose loop makes no progress for `dataplane.watchdog_ms` has its
+/// socket taken out of the XDP program's socket map, so its queue falls to the fail mode (open:
+/// the kernel forwards; closed: dropped) instead of piling up behind a dead loop; `health`
+/// reports it. When the loop moves again the socket goes back in.
+struct Watchdog {
+    last: Vec<(u64, Instant)>,
+    limit: Duration,
+}
+
+impl Watchdog {
+    fn new(d: &Daemon) -> Watchdog {
+        let now = Instant::now();
+        Watchdog {
+            last: d.workers.iter().map(|w| (w.shared.heartbeat.load(Ordering::Relaxed), now)).collect(),
+            limit: Duration::from_millis(d.config.dataplane.watchdog_ms),
+        }
+    }
+
+    fn check(&mut self, d: &Daemon) {
+        let now = Instant::now();
+        for (w, (beat, seen)) in d.workers.iter().zip(self.last.iter_mut()) {
+            let current = w.shared.heartbeat.load(Ordering::Relaxed);
+            let Some(prog) = d.programs.iter().find(|p| p.ifname() == w.interface) else { continue };
+            if current != *beat {
+                *beat = current;
+                *seen = now;
+                if w.stalled.swap(false, Ordering::AcqRel) {
+                    match prog.insert_socket(w.queue, w.ingress_fd) {
+                        Ok(()) => info!(
+                            interface = w.interface,
+                            queue = w.queue,
+                            "worker progressing again; queue scrubbed again"
+                        ),
+                        Err(e) => warn!(interface = w.interface, queue = w.queue, "re-registering the socket: {e}"),
+                    }
+                }
+            } else if now.duration_since(*seen) >= self.limit && !w.stalled.swap(true, Ordering::AcqRel) {
+                let _ = prog.remove_socket(w.queue);
+                error!(
+                    interface = w.interface,
+                    queue = w.queue,
+                    stalled_ms = now.duration_since(*seen).as_millis() as u64,
+                    fail = ?d.config.dataplane.fail,
+                    "worker stalled; its queue falls to the fail mode"
+                );
+            }
+        }
+    }
 }
 
 /// Lets quiet `auto` prefixes switch off (workers only evaluate when SYNs arrive) and logs every

@@ -150,8 +150,15 @@ fn generate(a: &GenArgs) -> Result<(), String> {
     }
 
     let frames = (a.flows.max(1) as u32).next_power_of_two().clamp(4096, 1 << 16);
-    let settings =
-        XskSettings { frames, frame_size: 2048, ring_size: 2048, fill_size: 2048, bind: BindMode::Auto, batch: 64 };
+    let settings = XskSettings {
+        frames,
+        frame_size: 2048,
+        ring_size: 2048,
+        fill_size: 2048,
+        bind: BindMode::Auto,
+        batch: 64,
+        busy_poll_budget: 0,
+    };
     let mut tx = system::retry_busy(Duration::from_secs(2), || Transmitter::open(&settings, &a.interface, a.queue))
         .map_err(|e| e.to_string())?;
     let loaded = tx.load(&pool);

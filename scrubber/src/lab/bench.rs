@@ -227,7 +227,8 @@ pub fn deny_list(config: &Path) -> Result<Vec<Cidr>, LabError> {
     Ok(v)
 }
 
-fn compile_sink(dir: &Path) -> Result<PathBuf, LabError> {
+/// Writes and compiles the XDP sink for origin:o0 in `dir`.
+pub(super) fn compile_sink(dir: &Path) -> Result<PathBuf, LabError> {
     let src = dir.join("sink.bpf.c");
     std::fs::write(&src, SINK_BPF_C).map_err(|e| LabError::Io { path: src.clone(), source: e })?;
     let obj = dir.join("sink.o");

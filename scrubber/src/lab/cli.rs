@@ -5,6 +5,7 @@ use super::instance::{self, Lab};
 use super::run::{self, RunOptions, Scenario};
 use super::services::{self, ProbeOptions};
 use super::state::LabState;
+use super::throughput::{self, ThroughputOptions};
 use super::topo::LabOptions;
 use clap::Subcommand;
 use std::net::SocketAddr;
@@ -34,6 +35,9 @@ pub enum LabCommand {
         /// Give origin a GRE endpoint (gre1) and the daemon GRE forwarding.
         #[arg(long)]
         gre: bool,
+        /// Queues of the ingress and egress links, and daemon workers (one per queue of in0).
+        #[arg(long, default_value_t = 1)]
+        queues: u32,
         /// Do not start the scrubber daemon (`scrubber run`) in the scrub namespace: the kernel
         /// routes there, the fail-open path.
         #[arg(long)]
@@ -67,9 +71,14 @@ pub enum LabCommand {
         /// Seconds of traffic.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Attack rate in packets per second (default: 70 % of the measured ceiling).
+        /// Attack rate in packets per second (default: 70 % of the measured ceiling; 0: as fast
+        /// as the generator can).
         #[arg(long)]
         rate: Option<u64>,
+        /// Queues of the ingress and egress links, and daemon workers (default: 2 for udp-amp,
+        /// whose per-destination budgets must hold across workers; else 1).
+        #[arg(long)]
+        queues: Option<u32>,
         /// Print the report as JSON on stdout (the live table goes to stderr).
         #[arg(long)]
         json: bool,
@@ -110,6 +119,22 @@ pub enum LabCommand {
         /// Core to pin the generator to (the lab config pins the worker to core 1).
         #[arg(long, default_value_t = 0)]
         gen_core: usize,
+        /// Instead: an RFC 2544 style throughput search with full checks, per frame size
+        /// (`--sizes`), each trial `--trial-seconds` long (what `make bench-rfc2544` runs).
+        #[arg(long)]
+        throughput: bool,
+        /// Frame sizes with the FCS for `--throughput`.
+        #[arg(long, value_delimiter = ',', default_values_t = throughput::RFC2544_SIZES)]
+        sizes: Vec<usize>,
+        /// Seconds per trial of `--throughput`.
+        #[arg(long, default_value_t = 2.0)]
+        trial_seconds: f64,
+        /// Loss a passing trial of `--throughput` may have, as a fraction (RFC 2544: 0).
+        #[arg(long, default_value_t = 0.001)]
+        max_loss: f64,
+        /// `--throughput` stops bisecting when pass and fail are closer than this fraction.
+        #[arg(long, default_value_t = 0.05)]
+        resolution: f64,
     },
     /// (Runs inside origin) serve the UDP sequence service until killed.
     UdpEcho {
@@ -143,8 +168,8 @@ pub enum LabCommand {
 /// Runs a `scrubber lab` subcommand.
 pub fn run(cmd: LabCommand) -> ExitCode {
     match cmd {
-        LabCommand::Up { id, config, symmetric, vlan, gre, no_daemon, no_services } => {
-            let opts = LabOptions { id, symmetric, vlan, gre, config, owner_pid: None };
+        LabCommand::Up { id, config, symmetric, vlan, gre, queues, no_daemon, no_services } => {
+            let opts = LabOptions { id, symmetric, vlan, gre, config, owner_pid: None, queues };
             up(opts, !no_daemon, !no_services)
         }
         LabCommand::Status { id, json } => match instance::status(&id) {
@@ -174,11 +199,27 @@ pub fn run(cmd: LabCommand) -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        LabCommand::Run { scenario, seconds, rate, json, symmetric, config, id, gen_core } => {
-            let o = RunOptions { id, scenario, seconds, rate, symmetric, config, gen_core };
+        LabCommand::Run { scenario, seconds, rate, queues, json, symmetric, config, id, gen_core } => {
+            let queues = queues.unwrap_or_else(|| scenario.default_queues());
+            let o = RunOptions { id, scenario, seconds, rate, symmetric, config, gen_core, queues };
             lab_run(&o, json)
         }
-        LabCommand::Bench { rate, seconds, rounds, json, config, id, gen_core } => {
+        LabCommand::Bench {
+            json,
+            config,
+            id,
+            gen_core,
+            throughput: true,
+            sizes,
+            trial_seconds,
+            max_loss,
+            resolution,
+            ..
+        } => {
+            let o = ThroughputOptions { id, sizes, trial_seconds, max_loss, resolution, config, gen_core };
+            lab_throughput(&o, json)
+        }
+        LabCommand::Bench { rate, seconds, rounds, json, config, id, gen_core, .. } => {
             let o = BenchOptions { id, rate, seconds, rounds, config, gen_core };
             lab_bench(&o, json)
         }
@@ -275,6 +316,32 @@ fn lab_bench(o: &BenchOptions, json: bool) -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
         } else {
             print!("{}", bench::format_report(&r));
+        }
+    })
+}
+
+fn lab_throughput(o: &ThroughputOptions, json: bool) -> ExitCode {
+    if let Err(e) = o.validate() {
+        return fail(e);
+    }
+    let bin = match std::env::current_exe() {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot find the scrubber binary: {e}")),
+    };
+    let stop = match stop_flag() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let result = if json {
+        throughput::run(o, &bin, &stop, &mut std::io::stderr())
+    } else {
+        throughput::run(o, &bin, &stop, &mut std::io::stdout())
+    };
+    finish(result, &stop, |r| {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        } else {
+            print!("{}", throughput::format_report(&r));
         }
     })
 }

@@ -1,6 +1,7 @@
 //! The daemon config a lab generates: the source config (`configs/lab.toml` or `--config`) with
 //! this instance's control socket, `forward.symmetric` from `--symmetric`, and GRE forwarding
-//! (local 198.18.0.5, endpoint 198.18.0.6) with `--gre`. Written to
+//! (local 198.18.0.5, endpoint 198.18.0.6) with `--gre`, and a worker per queue of in0 with
+//! `--queues N`. Written to
 //! `/run/scrubber-lab/<id>/lab.toml` and checked with the same code as `scrubber check`.
 
 use super::topo::{LabOptions, ORIGIN_O0_V4, SCRUB_OUT0_V4};
@@ -17,10 +18,44 @@ pub fn default_source() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/lab.toml")
 }
 
+/// Workers for `queues` queues of each ingress interface: the source's entry for queue 0 of
+/// an interface stands for all of them; queue `q` is pinned to the core after queue `q - 1`'s
+/// (wrapping over `cores`), so the workers spread over the machine.
+pub fn with_queues(config: &mut Config, queues: u32, cores: usize) {
+    if queues <= 1 {
+        return;
+    }
+    let mut out = Vec::new();
+    for base in &config.dataplane.queues {
+        out.push(base.clone());
+        if base.queue != 0 {
+            continue;
+        }
+        for q in 1..queues {
+            if config.dataplane.queues.iter().any(|x| x.interface == base.interface && x.queue == q) {
+                continue;
+            }
+            out.push(control::config::QueueConfig {
+                interface: base.interface.clone(),
+                queue: q,
+                core: base.core.map(|c| (c + q as usize) % cores.max(1)),
+                egress_queue: None,
+            });
+        }
+    }
+    config.dataplane.queues = out;
+}
+
 /// `source` adapted to lab `opts` whose state directory is `dir`.
 pub fn adapt(mut config: Config, opts: &LabOptions, dir: &Path) -> Config {
     config.daemon.control_socket = dir.join("control.sock");
     config.forward.symmetric = opts.symmetric;
+    if opts.symmetric && config.forward.return_next_hop_ip.is_none() {
+        // The edge router's address on the ingress link: where relayed replies go.
+        config.forward.return_next_hop_ip = Some("198.18.0.1".to_string());
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    with_queues(&mut config, opts.queues, cores);
     if opts.gre {
         config.forward.mode = ForwardModeConfig::Gre;
         config.forward.gre_local = Some(SCRUB_OUT0_V4.to_string());
@@ -66,6 +101,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn queues_get_a_worker_each_on_the_next_core() {
+        let mut c = Config::load(&default_source()).unwrap();
+        assert_eq!(c.dataplane.queues[0].core, Some(1));
+        with_queues(&mut c, 3, 2);
+        let q: Vec<(u32, Option<usize>)> = c.dataplane.queues.iter().map(|q| (q.queue, q.core)).collect();
+        assert_eq!(q, [(0, Some(1)), (1, Some(0)), (2, Some(1))]);
+        let before = c.clone();
+        with_queues(&mut c, 3, 2);
+        assert_eq!(c, before, "idempotent");
+    }
+
+    #[test]
     fn lab_config_adapts_and_still_checks() {
         let dir = std::env::temp_dir().join(format!("scrubber-lab-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -90,6 +137,11 @@ mod tests {
         let plain = generate(&default_source(), &LabOptions::new("7"), &dir).unwrap();
         let c = Config::load(&plain).unwrap();
         assert_eq!((c.forward.mode, c.forward.symmetric), (ForwardModeConfig::L2, false));
+        assert_eq!(c.dataplane.queues.len(), 1);
+        let two = generate(&default_source(), &LabOptions { queues: 2, ..LabOptions::new("7") }, &dir).unwrap();
+        let q: Vec<(String, u32)> =
+            Config::load(&two).unwrap().dataplane.queues.iter().map(|q| (q.interface.clone(), q.queue)).collect();
+        assert_eq!(q, [("in0".to_string(), 0), ("in0".to_string(), 1)]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -359,9 +359,15 @@ impl Lab {
         }
         for v in &self.plan.veths {
             // Made directly inside the namespaces: nothing ever appears in the caller's namespace.
+            let q = v.queues.to_string();
+            let queues: &[&str] =
+                if v.queues > 1 { &["numtxqueues", q.as_str(), "numrxqueues", q.as_str()] } else { &[] };
             Cmd::new("ip")
-                .args(&["-n", &ns(v.a), "link", "add", v.a_if, "address", &v.a_mac, "type", "veth"])
-                .args(&["peer", "name", v.b_if, "address", &v.b_mac, "netns", &ns(v.b)])
+                .args(&["-n", &ns(v.a), "link", "add", v.a_if, "address", &v.a_mac])
+                .args(queues)
+                .args(&["type", "veth", "peer", "name", v.b_if, "address", &v.b_mac])
+                .args(queues)
+                .args(&["netns", &ns(v.b)])
                 .run()?;
         }
         // What this kernel offers decides how the VLAN and GRE variants are made.
@@ -521,14 +527,14 @@ impl Lab {
         counters::reset(&self.ns(Role::Origin), "inet", counters::TABLE)
     }
 
-    fn spawn(&mut self, name: &str, role: Role, argv: &[String], log: &Path) -> Result<u32, LabError> {
+    pub(super) fn spawn(&mut self, name: &str, role: Role, argv: &[String], log: &Path) -> Result<u32, LabError> {
         let child = Cmd::from_argv(argv).netns(self.ns(role)).spawn_logged(log)?;
         let pid = child.id();
         self.children.push((name.to_string(), child));
         Ok(pid)
     }
 
-    fn wait_ready(
+    pub(super) fn wait_ready(
         &mut self,
         what: &str,
         pid: u32,

@@ -15,6 +15,7 @@
 //! `--gre` uses a TUN device `gre1` fed by a userspace endpoint (`gre_tun.py`). The lab probes
 //! the kernel at `up` and records which it used (`vlan_impl`, `gre_impl` in the state).
 
+pub mod amp;
 pub mod bench;
 pub mod cli;
 pub mod clients;
@@ -26,6 +27,7 @@ pub mod observe;
 pub mod run;
 pub mod services;
 pub mod state;
+pub mod throughput;
 pub mod topo;
 pub mod traffic;
 

@@ -90,6 +90,8 @@ pub struct ScrubStats {
     pub dropped: BTreeMap<String, u64>,
     /// Events (bypass forwards, allow-list hits, ...).
     pub events: BTreeMap<String, u64>,
+    /// Evictions per table (all workers).
+    pub table_evictions: BTreeMap<String, u64>,
     /// The XDP programs' counters.
     pub xdp: XdpStats,
     /// The sockets' kernel statistics (ingress sockets).
@@ -112,6 +114,13 @@ fn sub_map(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -> BTreeMap<Str
 }
 
 impl ScrubStats {
+    /// Evictions of `table` (0 when it evicted nothing).
+    pub fn table_evictions(&self, table: &str) -> u64 {
+        self.table_evictions.get(table).copied().unwrap_or(0)
+    }
+}
+
+impl ScrubStats {
     /// Reads the result of a `stats` request.
     pub fn from_json(s: &Value) -> ScrubStats {
         let mut out = ScrubStats {
@@ -121,6 +130,10 @@ impl ScrubStats {
             passed: u(&s["totals"]["packets"]["pass"]),
             dropped: map_of(&s["totals"]["dropped"]),
             events: map_of(&s["totals"]["events"]),
+            table_evictions: s["totals"]["tables"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, t)| (k.clone(), u(&t["evictions"]))).collect())
+                .unwrap_or_default(),
             ..ScrubStats::default()
         };
         for w in s["workers"].as_array().into_iter().flatten() {
@@ -167,6 +180,7 @@ impl ScrubStats {
             passed: d(self.passed, e.passed),
             dropped: sub_map(&self.dropped, &e.dropped),
             events: sub_map(&self.events, &e.events),
+            table_evictions: sub_map(&self.table_evictions, &e.table_evictions),
             xdp: self.xdp.since(&e.xdp),
             socket: SocketStats {
                 rx_dropped: d(self.socket.rx_dropped, e.socket.rx_dropped),

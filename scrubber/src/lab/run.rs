@@ -78,6 +78,12 @@ impl Scenario {
     pub fn bypass(self) -> bool {
         self == Scenario::Bypass
     }
+
+    /// Queues (and daemon workers) unless `--queues`: two for `udp-amp`, whose per-destination
+    /// budgets must hold however many workers see a destination's traffic.
+    pub fn default_queues(self) -> u32 {
+        if self == Scenario::UdpAmp { 2 } else { 1 }
+    }
 }
 
 /// Options of `scrubber lab run`.
@@ -97,6 +103,8 @@ pub struct RunOptions {
     pub config: Option<PathBuf>,
     /// Core the generator is pinned to (the lab config pins the worker to core 1).
     pub gen_core: usize,
+    /// Queues of the ingress and egress links; the daemon runs a worker per queue.
+    pub queues: u32,
 }
 
 /// The lab's ceiling, measured at the start.
@@ -322,6 +330,9 @@ pub struct RunReport {
     pub reconciliation: Reconciliation,
     /// The live table.
     pub timeline: Vec<Row>,
+    /// `udp-amp`: per-vector outcomes, dropped vectors at origin, budgets, workers, dig.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amp: Option<super::amp::AmpReport>,
 }
 
 /// A snapshot of everything a run compares.
@@ -402,6 +413,7 @@ pub fn run(o: &RunOptions, bin: &Path, stop: &Arc<AtomicBool>, live: &mut dyn Wr
         symmetric: o.symmetric,
         config: o.config.clone(),
         owner_pid: Some(std::process::id()),
+        queues: o.queues,
         ..LabOptions::new(o.id.clone())
     };
     super::instance::sweep_orphans();
@@ -410,6 +422,10 @@ pub fn run(o: &RunOptions, bin: &Path, stop: &Arc<AtomicBool>, live: &mut dyn Wr
     lab.start_http()?;
     lab.start_udp_echo(bin)?;
     lab.start_daemon(bin, &[])?;
+    let mut amp = match o.scenario {
+        Scenario::UdpAmp => Some(super::amp::AmpRun::prepare(&mut lab)?),
+        _ => None,
+    };
     let _ = writeln!(live, "lab {} up; daemon pid {}", lab.id(), lab.daemon_pid().unwrap_or(0));
     if stop.load(Ordering::Relaxed) {
         return Err(interrupted());
@@ -431,7 +447,7 @@ pub fn run(o: &RunOptions, bin: &Path, stop: &Arc<AtomicBool>, live: &mut dyn Wr
         scenario: o.scenario.name().into(),
         requested_seconds: o.seconds,
         lab: serde_json::json!({
-            "id": lab.id(), "symmetric": o.symmetric,
+            "id": lab.id(), "symmetric": o.symmetric, "queues": o.queues,
             "config": lab.state().daemon.config, "source_config": lab.state().daemon.source_config,
         }),
         ..RunReport::default()
@@ -466,6 +482,9 @@ pub fn run(o: &RunOptions, bin: &Path, stop: &Arc<AtomicBool>, live: &mut dyn Wr
 
     // Workers publish every 50 ms: let them catch up with the XDP counters first.
     thread::sleep(PUBLISH_SETTLE);
+    if let Some(a) = &mut amp {
+        a.begin(&lab)?;
+    }
     let s0 = snap(&lab)?;
     let progress = Arc::new(LegitProgress::default());
     let legit_stop = Arc::new(AtomicBool::new(false));
@@ -522,6 +541,10 @@ pub fn run(o: &RunOptions, bin: &Path, stop: &Arc<AtomicBool>, live: &mut dyn Wr
     finish(&mut report, &lab, &s0, &s1, &gen_report);
     let syn_status = lab.ctl("syn_status", serde_json::json!({})).unwrap_or_default();
     report.syn = SynReport::of(&s1.scrub.since(&s0.scrub), &syn_status, &report.legit);
+    if let Some(a) = amp {
+        // Budgets hold over the flood's own duration (the window has a tail after it).
+        report.amp = Some(a.finish(&lab, gen_report.seconds, report.legit.udp.as_ref())?);
+    }
     lab.down()?;
     Ok(report)
 }
@@ -769,6 +792,9 @@ pub fn format_report(r: &RunReport) -> String {
         "  after XDP: redirected {} = worker rx {} + socket drops {} + gap {}",
         rc.xdp_redirected, rc.worker_rx, rc.socket_dropped, rc.socket_gap
     ));
+    if let Some(a) = &r.amp {
+        s.push_str(&super::amp::format_report(a));
+    }
     s
 }
 

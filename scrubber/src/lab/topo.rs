@@ -159,12 +159,25 @@ pub struct LabOptions {
     /// Owner process id for labs that must not outlive their creator (tests); a later sweep
     /// removes an ephemeral lab whose owner is gone.
     pub owner_pid: Option<u32>,
+    /// Queues of the ingress and egress veth pairs (`numtxqueues`/`numrxqueues`), and workers
+    /// of the daemon: one per queue of in0. The edge spreads forwarded flows over e-s's TX
+    /// queues by flow hash, and a veth delivers a frame sent on TX queue q to its peer's RX
+    /// queue q, so every worker receives a share.
+    #[serde(default = "one_queue")]
+    pub queues: u32,
 }
+
+fn one_queue() -> u32 {
+    1
+}
+
+/// Most queues a lab link gets (`--queues`).
+pub const MAX_QUEUES: u32 = 8;
 
 impl LabOptions {
     /// Defaults (asymmetric, untagged, l2) for instance `id`.
     pub fn new(id: impl Into<String>) -> LabOptions {
-        LabOptions { id: id.into(), symmetric: false, vlan: None, gre: false, config: None, owner_pid: None }
+        LabOptions { id: id.into(), symmetric: false, vlan: None, gre: false, config: None, owner_pid: None, queues: 1 }
     }
 
     /// Checks the id and the VLAN number.
@@ -174,6 +187,9 @@ impl LabOptions {
             && !(1..=4094).contains(&v)
         {
             return Err(format!("--vlan {v}: a VLAN id is 1 to 4094"));
+        }
+        if !(1..=MAX_QUEUES).contains(&self.queues) {
+            return Err(format!("--queues {}: 1 to {MAX_QUEUES}", self.queues));
         }
         Ok(())
     }
@@ -254,6 +270,8 @@ pub struct Veth {
     pub b_mac: String,
     /// Whether `--vlan` puts this link's addresses on a VLAN device.
     pub tagged: bool,
+    /// TX and RX queues of each end (`--queues` on the ingress and egress links, else 1).
+    pub queues: u32,
 }
 
 /// Everything the builder runs, per namespace, in order.
@@ -361,6 +379,7 @@ impl Plan {
                 b_if: l.b.1,
                 b_mac: mac(l.b.0, l.code, 2),
                 tagged,
+                queues: if matches!(l.link, "ingress" | "egress") { opts.queues } else { 1 },
             });
             for (side, (role, ifname, v4, v6)) in [(1u8, l.a), (2u8, l.b)] {
                 let lines = &mut addrs[idx(role)].1;
@@ -657,6 +676,15 @@ mod tests {
         let d = Plan::new(&opts, VlanImpl::Devices, GreImpl::Kernel);
         assert_eq!(d.origin_ingress(), ["o0.100", "gre1"]);
         assert!(d.tc_vlan.is_empty());
+    }
+
+    #[test]
+    fn queues_apply_to_the_scrubbed_links_only() {
+        let p = Plan::new(&LabOptions { queues: 2, ..LabOptions::new("0") }, VlanImpl::Devices, GreImpl::Kernel);
+        let q: Vec<(&str, u32)> = p.veths.iter().map(|v| (v.link, v.queues)).collect();
+        assert_eq!(q, [("client", 1), ("attacker", 1), ("ingress", 2), ("egress", 2), ("return", 1)]);
+        assert!(LabOptions { queues: 0, ..LabOptions::new("0") }.validate().is_err());
+        assert!(LabOptions { queues: MAX_QUEUES + 1, ..LabOptions::new("0") }.validate().is_err());
     }
 
     #[test]

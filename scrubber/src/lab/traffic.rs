@@ -51,6 +51,10 @@ pub struct GenSpec {
     pub count: u64,
     /// Core to pin it to.
     pub core: Option<usize>,
+    /// `udp-amp`: one vector's responses only (`--vector`).
+    pub vector: Option<String>,
+    /// `udp`: frame size without FCS (`--size`; the generator's default when `None`).
+    pub size: Option<usize>,
 }
 
 impl GenSpec {
@@ -69,6 +73,8 @@ impl GenSpec {
             seconds: 1.0,
             count: 0,
             core: Some(0),
+            vector: None,
+            size: None,
         }
     }
 
@@ -104,6 +110,12 @@ impl GenSpec {
         }
         if let Some(c) = self.core {
             kv("--core", c.to_string());
+        }
+        if let Some(name) = &self.vector {
+            kv("--vector", name.clone());
+        }
+        if let Some(size) = self.size {
+            kv("--size", size.to_string());
         }
         v.push("--json".into());
         v.push("--quiet".into());
@@ -385,6 +397,11 @@ mod tests {
             a,
             "/bin/scrubber gen --interface a0 --gateway 198.18.2.254 --profile tcp-xmas,tcp-null --src 198.18.1.201-198.18.1.253 \
              --dst 198.18.100.10 --dport 7 --rate 1000 --seconds 2.5 --core 0 --json --quiet"
+        );
+        let stun = GenSpec { vector: Some("stun".into()), ..GenSpec::attack(&["udp-amp"]) };
+        assert!(
+            stun.argv(Path::new("s")).join(" ").contains("--profile udp-amp --src")
+                && stun.argv(Path::new("s")).join(" ").contains("--core 0 --vector stun --json")
         );
         let v6 = GenSpec::attack_v6(&["udp"]);
         assert_eq!((v6.dst.to_string(), v6.src.as_str()), ("2001:2:0:100::10".to_string(), ATTACK_SOURCES_V6));

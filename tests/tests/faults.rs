@@ -1,0 +1,85 @@
+//! Failure behaviour (root; `--test-threads=1`): the per-queue watchdog. A worker that stops
+//! making progress (made to stall by the fault-injection command) has its socket taken out of the
+//! XDP program's socket map within the watchdog period, so its queue falls to the fail mode —
+//! open: the kernel forwards, traffic keeps reaching origin; closed: none does — and `health`
+//! reports it. When the worker moves again its socket goes back in and it scrubs again.
+
+use serde_json::json;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+use tests::topo::ORIGIN_V4;
+use tests::{LabOptions, TempConfig, TestLab, require_root};
+
+const CONFIG: &[(&str, &str)] = &[("[daemon]\n", "[daemon]\nfault_injection = true\n")];
+
+/// Packets that reached origin while a client sent numbered UDP requests for about `d`.
+fn origin_packets(t: &TestLab, d: Duration) -> u64 {
+    let c0 = t.counters();
+    let count = (d.as_millis() as u64 / 2).max(1);
+    t.udp_probe(IpAddr::V4(ORIGIN_V4), "198.18.1.10", count, 500);
+    t.counters().since(&c0).packets("in_all")
+}
+
+fn stalled(t: &TestLab) -> bool {
+    !t.control("health", json!({}))["stalled"].as_array().is_none_or(|a| a.is_empty())
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+fn stall_and_recover(fail_open: bool) {
+    let mut replace = CONFIG.to_vec();
+    if !fail_open {
+        replace.push(("fail = \"open\"", "fail = \"closed\""));
+    }
+    let config = TempConfig::lab_with(&replace);
+    let t = TestLab::with_daemon(|o| LabOptions { config: Some(config.0.clone()), ..o });
+    assert!(t.control("health", json!({}))["ok"].as_bool().unwrap_or(false));
+    assert!(origin_packets(&t, Duration::from_millis(500)) > 0, "traffic reaches origin through the worker");
+    let scrubbed_before = t.stats().rx;
+
+    t.control("fault_stall", json!({"queue": 0, "ms": 3000}));
+    let took = wait_until("the watchdog notices", Duration::from_secs(2), || stalled(&t));
+    eprintln!("watchdog noticed after {took:?} (limit 500 ms + one check)");
+    let no_socket_before = t.stats().xdp.no_socket;
+    let reached = origin_packets(&t, Duration::from_millis(800));
+    let no_socket = t.stats().xdp.no_socket - no_socket_before;
+    assert!(no_socket > 0, "the XDP program finds no socket on the stalled queue");
+    if fail_open {
+        assert!(reached > 0, "fail open: the kernel forwards while the worker is stalled");
+    } else {
+        assert_eq!(reached, 0, "fail closed: nothing reaches origin while the worker is stalled");
+    }
+    assert!(!t.control("health", json!({}))["ok"].as_bool().unwrap_or(true), "health reports the stall");
+
+    wait_until("the worker recovers", Duration::from_secs(6), || !stalled(&t));
+    assert!(origin_packets(&t, Duration::from_millis(500)) > 0, "traffic reaches origin again");
+    assert!(t.stats().rx > scrubbed_before, "the worker scrubs again");
+    assert!(t.control("health", json!({}))["ok"].as_bool().unwrap_or(false));
+}
+
+#[test]
+fn a_stalled_worker_fails_open_and_recovers() {
+    require_root!();
+    stall_and_recover(true);
+}
+
+#[test]
+fn a_stalled_worker_fails_closed_and_recovers() {
+    require_root!();
+    stall_and_recover(false);
+}
+
+#[test]
+fn fault_injection_is_refused_unless_configured() {
+    require_root!();
+    let t = TestLab::with_daemon(|o| o);
+    let r = t.ctl("fault_stall", json!({"queue": 0, "ms": 100}));
+    assert!(r.is_err_and(|e| e.to_string().contains("forbidden")), "fault injection must be off by default");
+}
