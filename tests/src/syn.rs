@@ -139,7 +139,14 @@ impl Load {
 }
 
 /// `n` connections from `sources` (round-robin) to `target`, `per_round` at once.
-pub fn legit_load(lab: &Lab, target: IpAddr, sources: &[IpAddr], n: usize, per_round: usize, max_time: Duration) -> Load {
+pub fn legit_load(
+    lab: &Lab,
+    target: IpAddr,
+    sources: &[IpAddr],
+    n: usize,
+    per_round: usize,
+    max_time: Duration,
+) -> Load {
     let mut load = Load::default();
     let mut next = 0usize;
     while load.attempts < n {

@@ -17,7 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 use tests::syn::{
     CLIENT_FIREWALL, CLIENT_STRICT_FIREWALL, Conn, Cpu, Load, OriginTcp, client_counter, client_firewall,
-    client_firewall_remove, connect_times, origin_unfinished, curl_parallel, curl_sequential, hping3_flood, legit_load, quantile, set_syn, sysctl, verified_table,
+    client_firewall_remove, connect_times, curl_parallel, curl_sequential, hping3_flood, legit_load, origin_unfinished,
+    quantile, set_syn, sysctl, verified_table,
 };
 use tests::topo::{ORIGIN_V4, ORIGIN_V6};
 use tests::{
@@ -69,7 +70,13 @@ fn ms(us: u64) -> f64 {
 
 fn assert_all_ok(what: &str, conns: &[Conn]) {
     let failed: Vec<&Conn> = conns.iter().filter(|c| !c.ok).collect();
-    assert!(failed.is_empty(), "{what}: {} of {} failed, first: {:?}", failed.len(), conns.len(), &failed[..failed.len().min(3)]);
+    assert!(
+        failed.is_empty(),
+        "{what}: {} of {} failed, first: {:?}",
+        failed.len(),
+        conns.len(),
+        &failed[..failed.len().min(3)]
+    );
 }
 
 /// Asserts every drop in `d` is SYN authentication's and none is a list's, a filter's or a rule's.
@@ -221,7 +228,10 @@ fn clients_behind_stateful_firewalls_connect() {
     let rst = curl_parallel(&t, ORIGIN_V4.into(), rst_sources, Duration::from_secs(4));
     let rst_time = started.elapsed();
     let d = t.stats().since(&s0);
-    eprintln!("strict firewall, method rst: {d:?}, the firewall dropped {}", client_counter(&t, "synstrict", "challenge"));
+    eprintln!(
+        "strict firewall, method rst: {d:?}, the firewall dropped {}",
+        client_counter(&t, "synstrict", "challenge")
+    );
     assert!(rst.iter().all(|c| !c.ok), "no connection within 4 s with rst alone: {rst:?}");
     // The first SYN and its retransmissions at 1 s and 3 s: each challenged, none answered.
     assert!(event(&d, "syn_ack_sent") >= 3 * rst_sources.len() as u64, "{d:?}");
@@ -295,9 +305,32 @@ fn spoofed_syn_floods_never_reach_origin_and_legitimate_clients_connect() {
     let v4s = client_sources_v4();
     let v6s = client_sources_v6();
     let cases = [
-        ("v4 fixed rate", GenSpec { rate: FIXED_RATE, seconds: 6.0, ..GenSpec::attack(&["syn-flood"]) }, v4(ORIGIN_V4), &v4s, 1000),
-        ("v4 maximum rate", GenSpec { rate: 0, seconds: 6.0, ..GenSpec::attack(&["syn-flood"]) }, v4(ORIGIN_V4), &v4s, 1000),
-        ("v6 fixed rate", GenSpec { rate: FIXED_RATE, seconds: 4.0, src: FLOOD_SOURCES_V6.into(), ..GenSpec::attack_v6(&["syn-flood"]) }, IpAddr::V6(ORIGIN_V6), &v6s, 400),
+        (
+            "v4 fixed rate",
+            GenSpec { rate: FIXED_RATE, seconds: 6.0, ..GenSpec::attack(&["syn-flood"]) },
+            v4(ORIGIN_V4),
+            &v4s,
+            1000,
+        ),
+        (
+            "v4 maximum rate",
+            GenSpec { rate: 0, seconds: 6.0, ..GenSpec::attack(&["syn-flood"]) },
+            v4(ORIGIN_V4),
+            &v4s,
+            1000,
+        ),
+        (
+            "v6 fixed rate",
+            GenSpec {
+                rate: FIXED_RATE,
+                seconds: 4.0,
+                src: FLOOD_SOURCES_V6.into(),
+                ..GenSpec::attack_v6(&["syn-flood"])
+            },
+            IpAddr::V6(ORIGIN_V6),
+            &v6s,
+            400,
+        ),
     ];
     for (name, spec, target, legit, conns) in cases {
         let r = flood_with_load(&t, &spec, legit, target, conns);
@@ -414,7 +447,10 @@ fn hping3_floods_spoofing_lab_sources() {
     let (d, at_origin, secs) = flood(victim);
     assert_only_syn_drops("hping3 from a verified address", &d);
     let cap = (VERIFIED_SYN_PPS as f64 * secs) as u64 + VERIFIED_SYN_BURST + 1;
-    assert!(at_origin > 0 && at_origin <= cap, "SYN budget of a verified source: {at_origin} reached origin, cap {cap}");
+    assert!(
+        at_origin > 0 && at_origin <= cap,
+        "SYN budget of a verified source: {at_origin} reached origin, cap {cap}"
+    );
     assert_eq!(at_origin, event(&d, "syn_verified_syn"), "what passed is what the budget admitted");
     // The rest of what the worker received is the real client's RSTs to origin's SYN-ACKs (it has
     // no such connection; origin may send a SYN-ACK twice): forwarded, unmarked.
@@ -465,9 +501,11 @@ fn bench_origin_syncookies_vs_scrubber() {
         t.control("bypass", json!({"on": bypass}));
         thread::sleep(Duration::from_millis(300));
         let spec = GenSpec { rate, seconds, ..GenSpec::attack(&["syn-flood"]) };
-        let (o0, cpu0, w0) = (OriginTcp::read(&t), Cpu::read(), worker_tid(&t).and_then(|(p, tid)| {
-            tests::lab::observe::ThreadTimes::read(p, tid)
-        }));
+        let (o0, cpu0, w0) = (
+            OriginTcp::read(&t),
+            Cpu::read(),
+            worker_tid(&t).and_then(|(p, tid)| tests::lab::observe::ThreadTimes::read(p, tid)),
+        );
         let r = flood_with_load(&t, &spec, &client_sources_v4(), ORIGIN_V4.into(), conns);
         let (o, cpu) = (OriginTcp::read(&t).since(&o0), Cpu::read().since(&cpu0));
         let w = worker_tid(&t).and_then(|(p, tid)| tests::lab::observe::ThreadTimes::read(p, tid));
@@ -489,7 +527,11 @@ fn bench_origin_syncookies_vs_scrubber() {
             cpu.kernel_ns as f64 / 1e9 / r.seconds,
             worker_ns as f64 / 1e9 / r.seconds,
         );
-        eprintln!("{row}\n  origin TcpExt: {:?}\n  scrubber: {:?}", o.ext.iter().filter(|(_, v)| **v > 0).collect::<Vec<_>>(), r.d);
+        eprintln!(
+            "{row}\n  origin TcpExt: {:?}\n  scrubber: {:?}",
+            o.ext.iter().filter(|(_, v)| **v > 0).collect::<Vec<_>>(),
+            r.d
+        );
         rows.push(row);
     }
     println!(

@@ -340,7 +340,10 @@ mod tests {
             assert_eq!(frame.data(), &want.build()[..]);
             let reply = parse(frame.data()).unwrap().unwrap();
             let tcp = TcpPacket::new_checked(&frame.data()[usize::from(reply.l4_offset)..]).unwrap();
-            assert!(tcp.verify_checksum(&reply.src.to_ip().into(), &reply.dst.to_ip().into()), "TCP checksum (smoltcp)");
+            assert!(
+                tcp.verify_checksum(&reply.src.to_ip().into(), &reply.dst.to_ip().into()),
+                "TCP checksum (smoltcp)"
+            );
             assert!(tcp.ack() && !tcp.syn() && !tcp.rst() && !tcp.fin() && tcp.options().is_empty());
         }
     }

@@ -328,7 +328,8 @@ pub fn run_legit(
             let srcs: Vec<IpAddr> = (0..n.min(pool.len())).map(|k| pool[(*at + k) % pool.len()]).collect();
             *at = (*at + srcs.len()) % pool.len();
             let lines = curl_parallel(client_ns, target, &srcs, o.max_time).unwrap_or_else(|e| {
-                let line = |s: &IpAddr| CurlLine { source: *s, ok: false, time_s: 0.0, connect_s: 0.0, error: e.to_string() };
+                let line =
+                    |s: &IpAddr| CurlLine { source: *s, ok: false, time_s: 0.0, connect_s: 0.0, error: e.to_string() };
                 srcs.iter().map(line).collect()
             });
             for l in lines {
