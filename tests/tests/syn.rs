@@ -488,10 +488,6 @@ fn bench_origin_syncookies_vs_scrubber() {
     let config = budget_config();
     let t = TestLab::with_daemon(|o| LabOptions { config: Some(config.0.clone()), ..o });
     OriginTcp::install(&t);
-    let worker_tid = |t: &TestLab| {
-        let pid = t.daemon_pid().expect("daemon");
-        tests::lab::observe::ThreadTimes::find(pid, "worker").map(|(tid, _)| (pid, tid))
-    };
     let mut rows = Vec::new();
     for (name, bypass, cookies) in [
         ("origin alone: Linux syncookies=2, scrubber in bypass", true, "2"),
@@ -501,18 +497,9 @@ fn bench_origin_syncookies_vs_scrubber() {
         t.control("bypass", json!({"on": bypass}));
         thread::sleep(Duration::from_millis(300));
         let spec = GenSpec { rate, seconds, ..GenSpec::attack(&["syn-flood"]) };
-        let (o0, cpu0, w0) = (
-            OriginTcp::read(&t),
-            Cpu::read(),
-            worker_tid(&t).and_then(|(p, tid)| tests::lab::observe::ThreadTimes::read(p, tid)),
-        );
+        let (o0, cpu0) = (OriginTcp::read(&t), Cpu::read());
         let r = flood_with_load(&t, &spec, &client_sources_v4(), ORIGIN_V4.into(), conns);
         let (o, cpu) = (OriginTcp::read(&t).since(&o0), Cpu::read().since(&cpu0));
-        let w = worker_tid(&t).and_then(|(p, tid)| tests::lab::observe::ThreadTimes::read(p, tid));
-        let worker_ns = match (w, w0) {
-            (Some(a), Some(b)) => (a.user_ns + a.system_ns).saturating_sub(b.user_ns + b.system_ns),
-            _ => 0,
-        };
         let row = format!(
             "| {name} | {:.0} | {}/{} ({:.1} %) | {:.1} / {:.1} | {} | {} | {} | {:.2} | {:.2} |",
             r.report.pps,
@@ -525,7 +512,7 @@ fn bench_origin_syncookies_vs_scrubber() {
             o.syn_acks,
             o.ext("SyncookiesSent"),
             cpu.kernel_ns as f64 / 1e9 / r.seconds,
-            worker_ns as f64 / 1e9 / r.seconds,
+            r.d.cpu_ns as f64 / 1e9 / r.seconds,
         );
         eprintln!(
             "{row}\n  origin TcpExt: {:?}\n  scrubber: {:?}",
@@ -536,7 +523,7 @@ fn bench_origin_syncookies_vs_scrubber() {
     }
     println!(
         "\nflood {} pps for {seconds} s, {conns} legitimate connections, load {}\n\n| defence | flood pps | legit ok | \
-         connect p50 / p99 ms | attack SYNs at origin | SYN-ACKs origin sent | origin SyncookiesSent | kernel CPU (cores) \
+         connect p50 / p99 ms | attack SYNs at origin | SYN-ACKs origin sent | origin SyncookiesSent | machine kernel CPU (cores) \
          | scrubber worker CPU (cores) |\n|---|---|---|---|---|---|---|---|---|",
         rate,
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
