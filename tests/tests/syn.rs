@@ -501,7 +501,7 @@ fn bench_origin_syncookies_vs_scrubber() {
         let r = flood_with_load(&t, &spec, &client_sources_v4(), ORIGIN_V4.into(), conns);
         let (o, cpu) = (OriginTcp::read(&t).since(&o0), Cpu::read().since(&cpu0));
         let row = format!(
-            "| {name} | {:.0} | {}/{} ({:.1} %) | {:.1} / {:.1} | {} | {} | {} | {:.2} | {:.2} |",
+            "| {name} | {:.0} | {}/{} ({:.1} %) | {:.1} / {:.1} | {} | {} | {} | {} | {:.2} | {:.2} |",
             r.report.pps,
             r.legit.succeeded,
             r.legit.attempts,
@@ -511,6 +511,7 @@ fn bench_origin_syncookies_vs_scrubber() {
             r.origin_attack,
             o.syn_acks,
             o.ext("SyncookiesSent"),
+            event(&r.d, "syn_ack_sent"),
             cpu.kernel_ns as f64 / 1e9 / r.seconds,
             r.d.cpu_ns as f64 / 1e9 / r.seconds,
         );
@@ -523,8 +524,8 @@ fn bench_origin_syncookies_vs_scrubber() {
     }
     println!(
         "\nflood {} pps for {seconds} s, {conns} legitimate connections, load {}\n\n| defence | flood pps | legit ok | \
-         connect p50 / p99 ms | attack SYNs at origin | SYN-ACKs origin sent | origin SyncookiesSent | machine kernel CPU (cores) \
-         | scrubber worker CPU (cores) |\n|---|---|---|---|---|---|---|---|---|",
+         connect p50 / p99 ms | attack SYNs at origin | SYN-ACKs origin sent | origin SyncookiesSent | \
+         challenges the scrubber sent | machine kernel CPU (cores) | scrubber worker CPU (cores) |\n|---|---|---|---|---|---|---|---|---|---|",
         rate,
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
     );
