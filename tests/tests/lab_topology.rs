@@ -37,7 +37,7 @@ fn assert_all_ok(what: &str, r: &tests::CurlReport) {
     eprintln!("{what}: {}/{} ok, latency {:?} us", r.succeeded, r.attempts, r.latency_us);
 }
 
-/// Fail-open (no daemon): 250 IPv4 and 64 IPv6 client sources fetch from origin through the
+/// Fail-open (no daemon): 200 IPv4 and 64 IPv6 client sources fetch from origin through the
 /// scrub namespace's kernel; requests cross scrub:out0, replies leave origin by r0 and never by
 /// the egress link, and nothing is counted as attack.
 #[test]
