@@ -1,7 +1,7 @@
 //! Configuration of SYN authentication (`dataplane::syn`): the global `[syn]` section (fleet
 //! secret, cookie period, verified-source TTL, table sizes) and each profile's
 //! `[profiles.NAME.syn]` (method, when, auto thresholds, strict, budget for unverified non-SYN
-//! TCP, retransmission window), and the functions compiling them into the dataplane's types.
+//! TCP, retransmission window, SYN budget per verified source, challenge segment), and the functions compiling them into the dataplane's types.
 //!
 //! The secret: `secret` (32 hex digits) or `secret_file` (a file holding 32 hex digits, or 16 raw
 //! bytes; relative paths are read from the config file's directory). With neither, the daemon's
@@ -15,7 +15,7 @@ use dataplane::ratelimit::Rate;
 use dataplane::syn::auto::Thresholds;
 use dataplane::syn::cookie::{Key, Secrets};
 use dataplane::syn::verified::MAX_TTL_SECS;
-use dataplane::syn::{Global, Method, Settings, SharedConfig, StateConfig, When};
+use dataplane::syn::{Challenge, Global, Method, Settings, SharedConfig, StateConfig, VERIFIED_SYN_LIMIT, When};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -41,6 +41,8 @@ pub struct SynConfig {
     pub retransmit_entries: usize,
     /// Destinations with a budget for unverified non-SYN TCP (per worker).
     pub unverified_buckets: usize,
+    /// Verified sources with a SYN budget (`verified_syn_pps`; per worker).
+    pub verified_syn_buckets: usize,
     /// Prefixes tracked by `when = "auto"` (all workers share one table).
     pub auto_prefixes: usize,
 }
@@ -60,6 +62,7 @@ impl Default for SynConfig {
             check_failure_sources: state.check_failures,
             retransmit_entries: state.retransmit,
             unverified_buckets: state.unverified_buckets,
+            verified_syn_buckets: state.verified_syn_buckets,
             auto_prefixes: shared.auto_prefixes,
         }
     }
@@ -80,6 +83,17 @@ pub enum MethodConfig {
     Off,
 }
 
+/// `challenge`: what answers an unverified SYN.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChallengeConfig {
+    /// A bare ACK carrying the cookie (stateful middleboxes on the client's side ignore it).
+    #[default]
+    Ack,
+    /// A SYN-ACK carrying the cookie.
+    SynAck,
+}
+
 /// `when`: always, or per prefix by its SYN rate.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -97,6 +111,8 @@ pub enum WhenConfig {
 pub struct SynProfileConfig {
     /// `rst`, `rst+retransmit` or `off`.
     pub method: MethodConfig,
+    /// `ack` or `syn-ack`: the segment carrying the cookie.
+    pub challenge: ChallengeConfig,
     /// `always` or `auto`.
     pub when: WhenConfig,
     /// `auto`: SYNs per second toward a prefix that switch authentication on.
@@ -113,6 +129,11 @@ pub struct SynProfileConfig {
     pub retransmit_min_ms: u64,
     /// `rst+retransmit`: latest a retransmitted SYN verifies (ms after the first).
     pub retransmit_max_ms: u64,
+    /// SYNs per second one verified source may send (appliance-wide): bounds a flood that
+    /// spoofs a verified client's exact address. 0: no budget.
+    pub verified_syn_pps: u64,
+    /// Burst of `verified_syn_pps`, in milliseconds of its rate.
+    pub verified_syn_burst_ms: u32,
 }
 
 impl Default for SynProfileConfig {
@@ -121,6 +142,10 @@ impl Default for SynProfileConfig {
         let t = Thresholds::default();
         SynProfileConfig {
             method: MethodConfig::Rst,
+            challenge: match s.challenge {
+                Challenge::Ack => ChallengeConfig::Ack,
+                Challenge::SynAck => ChallengeConfig::SynAck,
+            },
             when: WhenConfig::Always,
             auto_on_pps: t.on_pps,
             auto_off_pps: t.off_pps,
@@ -129,6 +154,8 @@ impl Default for SynProfileConfig {
             unverified_non_syn: None,
             retransmit_min_ms: s.retransmit_min_ns / 1_000_000,
             retransmit_max_ms: s.retransmit_max_ns / 1_000_000,
+            verified_syn_pps: s.verified_syn_limit.map_or(0, |r| r.pps),
+            verified_syn_burst_ms: s.verified_syn_limit.map_or(VERIFIED_SYN_LIMIT.burst_ms, |r| r.burst_ms),
         }
     }
 }
@@ -200,13 +227,24 @@ pub fn compile_profile(file: &Path, key: &str, p: &SynProfileConfig) -> Result<S
     }
     let unverified_limit =
         p.unverified_non_syn.as_ref().map(|r| compile_rate(file, &k("unverified_non_syn"), r)).transpose()?;
+    in_range(file, &k("verified_syn_burst_ms"), u64::from(p.verified_syn_burst_ms), 1, 10_000)?;
+    let verified_syn_limit = (p.verified_syn_pps > 0).then_some(Rate {
+        pps: p.verified_syn_pps,
+        bytes_per_sec: 0,
+        burst_ms: p.verified_syn_burst_ms,
+    });
     Ok(Settings {
         method,
+        challenge: match p.challenge {
+            ChallengeConfig::Ack => Challenge::Ack,
+            ChallengeConfig::SynAck => Challenge::SynAck,
+        },
         when,
         strict: p.strict,
         unverified_limit,
         retransmit_min_ns: p.retransmit_min_ms * 1_000_000,
         retransmit_max_ns: p.retransmit_max_ms * 1_000_000,
+        verified_syn_limit,
     })
 }
 
@@ -294,6 +332,7 @@ pub fn shared_config(file: &Path, cfg: &SynConfig) -> Result<SharedConfig, Confi
         ("syn.check_failure_sources", cfg.check_failure_sources),
         ("syn.retransmit_entries", cfg.retransmit_entries),
         ("syn.unverified_buckets", cfg.unverified_buckets),
+        ("syn.verified_syn_buckets", cfg.verified_syn_buckets),
     ] {
         in_range(file, key, v as u64, 1, MAX_ENTRIES)?;
     }
@@ -309,6 +348,7 @@ pub fn state_config(cfg: &SynConfig, workers: u32) -> StateConfig {
         retransmit: clamp(cfg.retransmit_entries),
         check_failures: clamp(cfg.check_failure_sources),
         unverified_buckets: clamp(cfg.unverified_buckets),
+        verified_syn_buckets: clamp(cfg.verified_syn_buckets),
     }
 }
 
@@ -372,6 +412,7 @@ mod tests {
             r#"
             [profiles.web.syn]
             method = "rst+retransmit"
+            challenge = "syn-ack"
             when = "auto"
             auto_on_pps = 20000
             auto_off_pps = 2000
@@ -380,15 +421,22 @@ mod tests {
             unverified_non_syn = { pps = 5000 }
             retransmit_min_ms = 400
             retransmit_max_ms = 2500
+            verified_syn_pps = 20
+            verified_syn_burst_ms = 500
             "#,
         )
         .unwrap();
         let s = compile_profile(Path::new(FILE), "profiles.web.syn", &f.profiles["web"].syn).unwrap();
         assert_eq!(s.method, Method::RstRetransmit);
+        assert_eq!(s.challenge, Challenge::SynAck);
         assert_eq!(s.when, When::Auto(Thresholds { on_pps: 20_000, off_pps: 2_000, hold_ns: 30_000_000_000 }));
         assert!(s.strict);
         assert_eq!(s.unverified_limit, Some(Rate::pps(5_000)));
         assert_eq!((s.retransmit_min_ns, s.retransmit_max_ns), (400_000_000, 2_500_000_000));
+        assert_eq!(s.verified_syn_limit, Some(Rate { pps: 20, bytes_per_sec: 0, burst_ms: 500 }));
+        let unlimited = load("[profiles.web.syn]\nverified_syn_pps = 0\n").unwrap();
+        let s = compile_profile(Path::new(FILE), "profiles.web.syn", &unlimited.profiles["web"].syn).unwrap();
+        assert_eq!(s.verified_syn_limit, None, "0 turns the budget off");
         let off = load("[profiles.web.syn]\nmethod = \"off\"\n").unwrap();
         let s = compile_profile(Path::new(FILE), "profiles.web.syn", &off.profiles["web"].syn).unwrap();
         assert_eq!(s.method, Method::Off);
@@ -404,6 +452,8 @@ mod tests {
         assert_eq!(e.key, "profiles.web.syn.auto_hold_secs");
         let e = profile_err("[profiles.web.syn]\nretransmit_min_ms = 3000\nretransmit_max_ms = 500\n");
         assert_eq!(e.key, "profiles.web.syn.retransmit_min_ms");
+        let e = profile_err("[profiles.web.syn]\nverified_syn_burst_ms = 0\n");
+        assert_eq!(e.key, "profiles.web.syn.verified_syn_burst_ms");
         let e = profile_err("[profiles.web.syn]\nunverified_non_syn = { burst_ms = 10 }\n");
         assert_eq!(e.key, "profiles.web.syn.unverified_non_syn");
         let e = profile_err("[profiles.web.syn]\nunverified_non_syn = { pps = 10, burst_ms = 0 }\n");
@@ -448,6 +498,8 @@ mod tests {
         assert_eq!(shared_config(Path::new(FILE), &f.syn).unwrap_err().key, "syn.auto_prefixes");
         let f = load("[syn]\nretransmit_entries = 0\n").unwrap();
         assert_eq!(shared_config(Path::new(FILE), &f.syn).unwrap_err().key, "syn.retransmit_entries");
+        let f = load("[syn]\nverified_syn_buckets = 0\n").unwrap();
+        assert_eq!(shared_config(Path::new(FILE), &f.syn).unwrap_err().key, "syn.verified_syn_buckets");
     }
 
     #[test]

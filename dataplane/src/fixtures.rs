@@ -102,7 +102,13 @@ fn policy(k: &Knobs) -> policy::Policy {
 }
 
 fn pipeline(k: &Knobs) -> Pipeline {
-    let small = crate::syn::StateConfig { workers: 1, retransmit: 64, check_failures: 64, unverified_buckets: 64 };
+    let small = crate::syn::StateConfig {
+        workers: 1,
+        retransmit: 64,
+        check_failures: 64,
+        unverified_buckets: 64,
+        verified_syn_buckets: 64,
+    };
     let config = PipelineConfig {
         src_buckets: 64,
         dst_buckets: 64,

@@ -83,10 +83,9 @@ counted_enum! {
         QuicReplayEvicted = "quic_replay_evicted",
 
         // --- SYN authentication (`syn`) ---
-        /// SYN-ACK challenge sent (cookie in the acknowledgment number).
+        /// Challenge sent: an ACK (or a SYN-ACK, `challenge = "syn-ack"`) with the cookie in its
+        /// acknowledgment number.
         SynAckSent = "syn_ack_sent",
-        /// The cookie equalled the client's ISN + 1 and was moved off it (one SYN in 2^32).
-        SynCookieIsnCollision = "syn_cookie_isn_collision",
         /// RST carrying a valid cookie.
         SynCookieValid = "syn_cookie_valid",
         /// RST whose sequence number is no cookie of ours.
@@ -147,6 +146,8 @@ counted_enum! {
         SynCheckFailures = "syn_check_failures",
         /// Budgets per destination for non-SYN TCP from unverified sources.
         SynUnverifiedBuckets = "syn_unverified_buckets",
+        /// SYN budgets per verified source.
+        SynVerifiedSynBuckets = "syn_verified_syn_buckets",
     }
 }
 

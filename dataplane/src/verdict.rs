@@ -242,6 +242,9 @@ counted_enum! {
         SynStrictUnverified = "syn_strict_unverified",
         /// Non-SYN TCP from an unverified source over the destination's budget for it.
         SynUnverifiedRateLimit = "syn_unverified_rate_limit",
+        /// SYN from a verified source over that source's SYN budget (a flood spoofing a
+        /// verified address).
+        SynVerifiedOverBudget = "syn_verified_over_budget",
     }
 }
 

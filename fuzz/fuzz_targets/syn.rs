@@ -31,7 +31,7 @@ struct World {
 thread_local! {
     static WORLD: RefCell<World> = RefCell::new({
         let shared = Shared::new(SharedConfig { verified_sources: 1024, auto_prefixes: 16 }, [9, 8, 7, 6]);
-        let state = State::new(StateConfig { workers: 1, retransmit: 64, check_failures: 64, unverified_buckets: 64 }, &shared);
+        let state = State::new(StateConfig { workers: 1, retransmit: 64, check_failures: 64, unverified_buckets: 64, verified_syn_buckets: 64 }, &shared);
         World { shared, state, replies: ReplyBudget::new(&PipelineConfig::default()), stats: Stats::default(), global: Global::default() }
     });
 }

@@ -28,6 +28,8 @@ pub use scrubber::lab::topo::{self, GreImpl, VlanImpl, client_sources_v4, client
 pub use scrubber::lab::traffic::GenSpec;
 pub use scrubber::lab::{self, Cmd, CmdError, Counters, Lab, LabOptions, Output, Role, exec, exec_in};
 
+pub mod syn;
+
 /// Programs the root tests run.
 pub const TOOLS: [&str; 13] =
     ["ip", "ethtool", "sysctl", "nft", "tc", "clang", "tcpdump", "curl", "python3", "ping", "hping3", "dig", "kill"];

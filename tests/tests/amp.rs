@@ -2,7 +2,7 @@
 //! two workers (root; run with `--test-threads=1`; one lab per test, removed however it ends).
 //!
 //! The flood is the generator's `udp-amp` profile: reflection responses of every catalogue
-//! vector (large DNS and SNMP answers fragmented at 1500 bytes), spoofed from 198.18.1.0/25 —
+//! vector (large DNS and SNMP answers fragmented at 1500 bytes), spoofed from 198.18.1.201-253 (`traffic::ATTACK_SOURCES`) —
 //! the /24 the legitimate clients and the lab's DNS resolver (198.18.1.53) live in. What the lab
 //! profile does with each vector is read from the daemon's compiled config
 //! (`scrubber::lab::amp::AmpPlan`); origin counts the dropped vectors' packets in its netdev
@@ -136,7 +136,7 @@ fn probe(t: &TestLab, secs: f64) -> JoinHandle<ProbeReport> {
     let target = std::net::SocketAddr::new(ORIGIN_V4.into(), tests::topo::UDP_ECHO_PORT).to_string();
     let bin = scrubber_bin().display().to_string();
     let c = Cmd::new(bin)
-        .args(&["lab", "udp-probe", "--target", &target, "--sources", "198.18.1.1-198.18.1.250"])
+        .args(&["lab", "udp-probe", "--target", &target, "--sources", "198.18.1.1-198.18.1.200"])
         .args(&["--count", &count.to_string(), "--rate", &PROBE_RATE.to_string(), "--wait-ms", "1500"])
         .netns(t.ns(Role::Client))
         .timeout(Duration::from_secs_f64(secs + 20.0));

@@ -56,7 +56,7 @@ fn assert_crossed_af_xdp(what: &str, d: &ScrubStats, conns: u64) {
     assert_eq!(d.tx_ring_full, 0);
 }
 
-/// `l2` mode: 250 IPv4 and 100 IPv6 client sources fetch from origin's HTTP server through the
+/// `l2` mode: 200 IPv4 and 100 IPv6 client sources fetch from origin's HTTP server through the
 /// scrubber; every request crosses the AF_XDP path and arrives at origin by the egress link.
 #[test]
 fn l2_http_over_ipv4_and_ipv6_crosses_af_xdp() {

@@ -1,17 +1,33 @@
-//! The SYN-ACK challenge, built in place in the received SYN, and the SYN option check.
+//! The challenge, built in place in the received SYN, and the SYN option check.
 //!
-//! Contract: `syn_ack_in_place` turns a parsed SYN (`PacketInfo` from `parse::parse`) into the
-//! SYN-ACK that answers it: Ethernet addresses swapped with the VLAN tags left where they are,
+//! Contract: `challenge_in_place` turns a parsed SYN (`PacketInfo` from `parse::parse`) into the
+//! segment that answers it, an ACK or a SYN-ACK (`Challenge`) carrying the cookie as its
+//! acknowledgment number. The SYN-ACK (`syn_ack_in_place`): Ethernet addresses swapped with the
+//! VLAN tags left where they are,
 //! a fresh IPv4 (20 bytes, DF, TTL 64) or IPv6 (40 bytes, no extension headers) header with the
 //! addresses swapped, and a 24-byte TCP header with the ports swapped, SYN|ACK, our sequence
 //! number, the cookie as acknowledgment number, an MSS option, and every checksum filled. Any
 //! IPv4 options, IPv6 extension headers, TCP options and payload of the SYN are dropped. When
 //! the buffer has no 4 bytes of tailroom for the MSS option (a 20-byte-header SYN at the very end
-//! of its buffer), the option is left out. It never reads or writes outside the frame.
+//! of its buffer), the option is left out. The ACK is the same without the SYN flag and without
+//! options (a 20-byte TCP header). It never reads or writes outside the frame.
+//!
+//! Why an ACK by default: a client in SYN-SENT answers any segment whose ACK is unacceptable with
+//! an RST carrying that ACK (RFC 9293 §3.10.7.3, and Linux and the BSDs check the ACK before the
+//! SYN flag), so both work; but a stateful middlebox on the client's side reads a SYN-ACK as the
+//! server's. Linux conntrack (a host's `ct state invalid drop`, a NAT router) initialises its
+//! tracking of the server side from the challenge SYN-ACK and keeps it, since the client's RST
+//! is outside that window and does not close the entry; when the real server's ISN lands behind
+//! the challenge's sequence number (half the time) conntrack leaves the entry in SYN-SENT and
+//! finds the server's FIN invalid: a firewall drops it, with the data it carries (measured in the
+//! lab: one connection in eight lost its last segment, one in two its teardown). An ACK in
+//! SYN-SENT is one conntrack ignores without tracking it; the client's RST then closes the entry
+//! and the retransmitted SYN opens a clean one.
 //!
 //! `syn_options_ok` walks a SYN's TCP options: every option must fit the header, and the ones
 //! with a fixed length (MSS, window scale, SACK-permitted, timestamps) must have it.
 
+use super::Challenge;
 use crate::frame::Frame;
 use crate::parse::{Family, PacketInfo, proto, tcp_flags};
 use crate::reply::{swap_macs, write_ipv4_header, write_ipv6_header};
@@ -88,6 +104,12 @@ pub fn syn_options_ok(options: &[u8]) -> bool {
 /// Rewrites the SYN in `frame` into its SYN-ACK challenge. See the module docs. Returns false
 /// (frame untouched) when `info` is not a TCP segment of this frame.
 pub fn syn_ack_in_place(frame: &mut Frame<'_>, info: &PacketInfo, seq: u32, ack: u32) -> bool {
+    challenge_in_place(frame, info, Challenge::SynAck, seq, ack)
+}
+
+/// Rewrites the SYN in `frame` into its challenge of kind `kind`. See the module docs. Returns
+/// false (frame untouched) when `info` is not a TCP segment of this frame.
+pub fn challenge_in_place(frame: &mut Frame<'_>, info: &PacketInfo, kind: Challenge, seq: u32, ack: u32) -> bool {
     let l3 = usize::from(info.l3_offset);
     let l4 = usize::from(info.l4_offset);
     let ip_len = match info.family {
@@ -102,7 +124,7 @@ pub fn syn_ack_in_place(frame: &mut Frame<'_>, info: &PacketInfo, seq: u32, ack:
         (u16::from_be_bytes([d[l4], d[l4 + 1]]), u16::from_be_bytes([d[l4 + 2], d[l4 + 3]]))
     };
     let tcp_at = l3 + ip_len;
-    let mut tcp_len = TCP_MIN + 4;
+    let mut tcp_len = if kind == Challenge::SynAck { TCP_MIN + 4 } else { TCP_MIN };
     if tcp_at + tcp_len > frame.len() + frame.tailroom() {
         tcp_len = TCP_MIN;
     }
@@ -117,7 +139,10 @@ pub fn syn_ack_in_place(frame: &mut Frame<'_>, info: &PacketInfo, seq: u32, ack:
     tcp[4..8].copy_from_slice(&seq.to_be_bytes());
     tcp[8..12].copy_from_slice(&ack.to_be_bytes());
     tcp[12] = ((tcp_len / 4) as u8) << 4;
-    tcp[13] = tcp_flags::SYN | tcp_flags::ACK;
+    tcp[13] = match kind {
+        Challenge::Ack => tcp_flags::ACK,
+        Challenge::SynAck => tcp_flags::SYN | tcp_flags::ACK,
+    };
     tcp[14..16].copy_from_slice(&WINDOW.to_be_bytes());
     tcp[16..20].fill(0); // checksum, urgent pointer
     if tcp_len > TCP_MIN {
@@ -291,6 +316,36 @@ mod tests {
         let (_, out) = challenge(&p, 0);
         let plain = Packet::tcp(ip("198.18.1.9"), 1234, ip("198.18.100.20"), 22);
         assert_eq!(out, expected(&plain, MSS_V4));
+    }
+
+    #[test]
+    fn ack_challenge_is_the_syn_ack_without_syn_and_options() {
+        for p in [
+            Packet::tcp(ip("198.18.1.7"), 40123, ip("198.18.100.10"), 80).seq_ack(777, 0).tcp_options(&[2, 4, 5, 0xb4]),
+            Packet::tcp(ip("2001:2:0:1::7"), 50000, ip("2001:2:0:100::10"), 443).vlan(9).payload(b"fast open data"),
+        ] {
+            let bytes = p.build();
+            let info = parse(&bytes).unwrap().unwrap();
+            let mut buf = bytes.clone();
+            let mut frame = Frame::new(&mut buf, 0, bytes.len());
+            assert!(challenge_in_place(&mut frame, &info, Challenge::Ack, 0x1122_3344, 0xa1b2_c3d4));
+            let L4Tcp { src_port, dst_port } = ports(&p);
+            let mut want = Packet::tcp(p.dst, dst_port, p.src, src_port)
+                .macs(p.dst_mac, p.src_mac)
+                .flags(tcp_flags::ACK)
+                .seq_ack(0x1122_3344, 0xa1b2_c3d4)
+                .ttl(64)
+                .ident(0);
+            want.vlans = p.vlans.clone();
+            assert_eq!(frame.data(), &want.build()[..]);
+            let reply = parse(frame.data()).unwrap().unwrap();
+            let tcp = TcpPacket::new_checked(&frame.data()[usize::from(reply.l4_offset)..]).unwrap();
+            assert!(
+                tcp.verify_checksum(&reply.src.to_ip().into(), &reply.dst.to_ip().into()),
+                "TCP checksum (smoltcp)"
+            );
+            assert!(tcp.ack() && !tcp.syn() && !tcp.rst() && !tcp.fin() && tcp.options().is_empty());
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Contract: pure functions of (secret, 4-tuple, wall-clock seconds). A cookie is the low 32
 //! bits of SipHash-2-4 keyed with a 128-bit secret over source and destination address and port
-//! and the slot counter `wall_secs / period`; its lowest bit is a variant bit (below), so it
+//! and the slot counter `wall_secs / period`; its highest bit is a placement bit (below), so it
 //! carries 31 bits of MAC and a forged value passes one check with probability 2^-31 (2^-30
 //! for the two slots checked, 2^-29 during a rotation's grace period). The slot is not carried
 //! in the value: `check` tries the current and the previous slot, so a cookie is accepted for
@@ -13,11 +13,15 @@
 //! period after the rotation, so cookies minted just before it survive. A rotation is a new
 //! policy snapshot; the secret never changes under a running check.
 //!
-//! The variant bit: the SYN-ACK challenge puts the cookie in the acknowledgment number and wants
-//! it *out* of the client's window (RFC 9293 §3.10.7.3: the client answers an unacceptable ACK
-//! with an RST whose sequence number is that ACK). The one acceptable value is the client's
-//! ISN + 1; when the MAC lands exactly on it (one SYN in 2^32), the variant bit is flipped.
-//! `check` ignores the variant bit.
+//! The placement bit: the SYN-ACK challenge puts the cookie in the acknowledgment number and
+//! wants it *out* of the client's window (RFC 9293 §3.10.7.3: the client answers an unacceptable
+//! ACK with an RST whose sequence number is that ACK). `mint` sets the highest bit so that the
+//! value lies in the half of the sequence space *behind* the client's ISN + 1 (serial
+//! arithmetic): never ISN + 1 itself, and, for the stateful firewall most Linux clients run
+//! (`ct state invalid drop`, as ufw and firewalld install), an ACK that Linux conntrack lets
+//! through ("ignored ACK under lower bound") instead of one it marks invalid ("ACK is over upper
+//! bound"), which it would for the other half. Such a client sees the challenge and answers it
+//! at once. `check` ignores the placement bit: it needs no ISN.
 
 use crate::addr::Addr;
 use core::fmt;
@@ -26,8 +30,8 @@ use siphasher::sip::SipHasher24;
 /// Default time-slot length in seconds.
 pub const DEFAULT_PERIOD_SECS: u64 = 60;
 
-/// Bits of the value that are MAC (the lowest is the variant bit).
-pub const MAC_MASK: u32 = !1;
+/// Bits of the value that are MAC (the highest is the placement bit).
+pub const MAC_MASK: u32 = 0x7fff_ffff;
 
 /// A 128-bit cookie key. `Debug` never prints the bytes.
 #[derive(Clone)]
@@ -105,8 +109,6 @@ pub struct Cookie {
     pub value: u32,
     /// The SYN-ACK's sequence number (other bits of the same MAC; carries no meaning).
     pub seq: u32,
-    /// The MAC landed on the client's ISN + 1 and the variant bit was flipped.
-    pub isn_collision: bool,
 }
 
 /// What `check` concluded about a value.
@@ -210,16 +212,16 @@ impl Secrets {
         self.previous.as_ref().filter(|_| wall < self.rotated_at.saturating_add(self.period))
     }
 
-    /// Mints the cookie for `tuple` at `wall`, kept off `client_isn + 1`.
+    /// Mints the cookie for `tuple` at `wall`, placed behind `client_isn + 1` (see the module docs).
     #[inline]
     pub fn mint(&self, tuple: &Tuple, client_isn: u32, wall: u64) -> Cookie {
         let mac = self.current.mac(tuple, self.counter(wall));
-        let mut value = (mac as u32) & MAC_MASK;
-        let isn_collision = value == client_isn.wrapping_add(1);
-        if isn_collision {
-            value |= 1;
-        }
-        Cookie { value, seq: (mac >> 32) as u32, isn_collision }
+        let low = (mac as u32) & MAC_MASK;
+        // RFC 9293 §3.10.7.3: in SYN-SENT an ACK =< ISS is unacceptable and answered by an RST.
+        // Of `low` and `low + 2^31`, exactly one is behind ISN + 1 (negative serial distance).
+        let behind = |v: u32| (v.wrapping_sub(client_isn.wrapping_add(1)) as i32) < 0;
+        let value = if behind(low) { low } else { low | !MAC_MASK };
+        Cookie { value, seq: (mac >> 32) as u32 }
     }
 
     /// Checks `value` against the cookies of `tuple` for the current and previous slot (with the
@@ -272,20 +274,20 @@ mod tests {
         assert_eq!(s.check(&t, c.value, 6_119), Validity::Valid);
         assert_eq!(s.check(&t, c.value, 6_120), Validity::Expired);
         assert_eq!(s.check(&t, c.value, 6_180), Validity::Invalid);
-        assert_eq!(s.check(&t, c.value ^ 0x8000_0000, 6_000), Validity::Invalid);
+        assert_eq!(s.check(&t, c.value ^ 0x4000_0000, 6_000), Validity::Invalid);
+        assert_eq!(s.check(&t, c.value ^ 1, 6_000), Validity::Invalid);
     }
 
     #[test]
-    fn isn_collision_moves_the_value_off_isn_plus_one() {
+    fn the_isn_whose_successor_is_the_mac_gets_the_other_placement() {
         let s = secrets([3; 16]);
         let t = tuple(1, 2, 3, 4, true);
-        let plain = s.mint(&t, 0, 0);
-        // Pick the ISN whose successor is exactly the MAC value.
-        let isn = plain.value.wrapping_sub(1);
+        let low = s.mint(&t, 0, 0).value & MAC_MASK;
+        // The ISN whose successor is exactly the MAC value: the value moves 2^31 away.
+        let isn = low.wrapping_sub(1);
         let c = s.mint(&t, isn, 0);
-        assert!(c.isn_collision);
+        assert_eq!(c.value, low | 0x8000_0000);
         assert_ne!(c.value, isn.wrapping_add(1));
-        assert_eq!(c.value, plain.value | 1);
         assert_eq!(s.check(&t, c.value, 0), Validity::Valid);
     }
 
@@ -317,6 +319,19 @@ mod tests {
             }
             prop_assume!(other != t);
             prop_assert_ne!(s.check(&other, c.value, wall), Validity::Valid);
+        }
+
+        #[test]
+        fn placed_behind_isn_plus_one_and_valid_whatever_the_isn(
+            key in any::<[u8; 16]>(), isn in any::<u32>(), wall in 0u64..(1 << 40), sp in any::<u16>(),
+        ) {
+            let s = secrets(key);
+            let t = tuple(0xc612_0102, 0xc612_640a, sp, 80, true);
+            let c = s.mint(&t, isn, wall);
+            // Unacceptable to the client (=< ISS) and behind ISN + 1 for conntrack.
+            prop_assert!((c.value.wrapping_sub(isn.wrapping_add(1)) as i32) < 0);
+            prop_assert_eq!(c.value & MAC_MASK, s.mint(&t, 0, wall).value & MAC_MASK, "the MAC does not depend on the ISN");
+            prop_assert_eq!(s.check(&t, c.value, wall), Validity::Valid);
         }
 
         #[test]

@@ -2,10 +2,12 @@
 //!
 //! Job: while a protected prefix is under SYN authentication, a SYN from a source that has not
 //! proven it can receive packets at its address never reaches the origin. The scrubber answers it
-//! itself, statelessly, with a SYN-ACK whose acknowledgment number is a cookie (a keyed MAC of the
-//! 4-tuple and a wall-clock slot, `cookie`) deliberately out of the client's window. A real TCP
-//! stack answers such a SYN-ACK with an RST whose sequence number is that acknowledgment number
-//! (RFC 9293 §3.10.7.3); an RST carrying a valid cookie marks its source verified in a table all
+//! itself, statelessly, with a segment whose acknowledgment number is a cookie (a keyed MAC of
+//! the 4-tuple and a wall-clock slot, `cookie`) deliberately out of the client's window: an ACK
+//! by default, or a SYN-ACK (`challenge`; the ACK leaves the client's stateful firewall or NAT
+//! router, if it runs Linux conntrack, with clean state, the SYN-ACK does not). A real TCP stack
+//! in SYN-SENT answers such a segment with an RST whose sequence number is that acknowledgment
+//! number (RFC 9293 §3.10.7.3); an RST carrying a valid cookie marks its source verified in a table all
 //! workers share (`verified`), and the client's retransmitted SYN (Linux: ~12 ms later) is
 //! forwarded. Nothing is stored for an unverified source, so a spoofed flood costs one SYN-ACK
 //! per SYN within the reply budget, and nothing else; it works when the origin's replies bypass
@@ -13,7 +15,10 @@
 //!
 //! Methods (per profile): `rst`; `rst+retransmit`, which also verifies a source whose SYN comes
 //! again with the same 4-tuple and ISN 0.5–3 s later (for clients whose stateful firewall eats the
-//! out-of-window SYN-ACK; a small per-worker table remembers recent SYNs); `off`.
+//! out-of-window SYN-ACK; a small per-worker table remembers recent SYNs); `off`. Linux conntrack
+//! (`ct state invalid drop`, the rule of ufw and firewalld) does not eat it: the cookie is placed
+//! behind the client's ISN + 1, where conntrack ignores an ACK instead of marking it invalid
+//! (`cookie`); stricter firewalls, which drop any SYN-ACK not acknowledging ISN + 1, do.
 //! When (per profile): `always`, or `auto`, switched per protected prefix by its SYN rate
 //! (`auto`).
 //!
@@ -38,7 +43,14 @@
 //!   spoofed with its address are forwarded. Verification proves an address answers, not who
 //!   sends. Verified sources therefore still go through the pipeline's per-source and
 //!   per-destination rate limits (which run before this check), and the TTL is hard (a verified
-//!   source is not refreshed by use, so a spoofer cannot keep it verified forever).
+//!   source is not refreshed by use, so a spoofer cannot keep it verified forever). What bounds
+//!   the damage is the profile's SYN budget per verified source (`verified_syn_limit`, default
+//!   100 SYN/s with a 1 s burst, appliance-wide, split over workers): a flood that spoofs a
+//!   verified client's exact address gets at most that many SYNs per second to the origin; the
+//!   rest is dropped as `syn_verified_over_budget`. It is a bound, not a cure: those SYNs still
+//!   reach the origin, and the real client shares the budget with the spoofer while the flood
+//!   lasts (its new connections may need a SYN retransmission). A flood that spoofs many
+//!   verified addresses gets the budget once per address.
 //! - **`rst+retransmit`** can be satisfied by a spoofer that sends every SYN twice, 0.5–3 s apart;
 //!   it is a fallback to enable only where clients need it.
 //! - **Per appliance.** Cookies are fleet-wide (shared secret, wall-clock slots), verified
@@ -64,7 +76,7 @@ use crate::stats::{Event, Stats, Table};
 use crate::table::ClockTable;
 use crate::verdict::{Check, DropReason};
 use auto::{AutoCounts, AutoTable, Switch, Thresholds};
-use challenge::{seq_number, syn_ack_in_place, syn_fields, syn_options_ok, tcp_options};
+use challenge::{challenge_in_place, seq_number, syn_fields, syn_options_ok, tcp_options};
 use cookie::{Secrets, Tuple, Validity};
 use verified::{Inserted, Verified};
 
@@ -82,6 +94,17 @@ pub enum Method {
     RstRetransmit,
 }
 
+/// What the challenge answering an unverified SYN is. Both carry the cookie as acknowledgment
+/// number and make a client in SYN-SENT answer with an RST carrying it (see `challenge`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Challenge {
+    /// A bare ACK: stateful middleboxes (Linux conntrack) ignore it without tracking it.
+    #[default]
+    Ack,
+    /// A SYN-ACK with an MSS option: looks like the server's answer, to middleboxes too.
+    SynAck,
+}
+
 /// When authentication is on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum When {
@@ -97,6 +120,8 @@ pub enum When {
 pub struct Settings {
     /// Method.
     pub method: Method,
+    /// The challenge sent to an unverified SYN.
+    pub challenge: Challenge,
     /// Always or auto.
     pub when: When,
     /// Drop non-SYN TCP from unverified sources.
@@ -108,17 +133,24 @@ pub struct Settings {
     pub retransmit_min_ns: u64,
     /// Latest a retransmitted SYN verifies, ns after the first.
     pub retransmit_max_ns: u64,
+    /// SYNs one verified source may send (appliance-wide; split over workers). None: unlimited.
+    pub verified_syn_limit: Option<Rate>,
 }
+
+/// Default SYN budget of one verified source: 100 per second, with a burst of one second's worth.
+pub const VERIFIED_SYN_LIMIT: Rate = Rate { pps: 100, bytes_per_sec: 0, burst_ms: 1000 };
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             method: Method::Rst,
+            challenge: Challenge::Ack,
             when: When::Always,
             strict: false,
             unverified_limit: None,
             retransmit_min_ns: 500_000_000,
             retransmit_max_ns: 3 * SEC,
+            verified_syn_limit: Some(VERIFIED_SYN_LIMIT),
         }
     }
 }
@@ -178,11 +210,19 @@ pub struct StateConfig {
     pub check_failures: usize,
     /// Destinations with a budget for unverified non-SYN TCP.
     pub unverified_buckets: usize,
+    /// Verified sources with a SYN budget.
+    pub verified_syn_buckets: usize,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig { workers: 1, retransmit: 1 << 16, check_failures: 1 << 16, unverified_buckets: 1 << 16 }
+        StateConfig {
+            workers: 1,
+            retransmit: 1 << 16,
+            check_failures: 1 << 16,
+            unverified_buckets: 1 << 16,
+            verified_syn_buckets: 1 << 16,
+        }
     }
 }
 
@@ -255,6 +295,7 @@ pub struct State {
     retransmit: ClockTable<FlowKey, Pending>,
     failures: ClockTable<Addr, Failures>,
     unverified: ClockTable<Addr, TokenBucket>,
+    verified_syn: ClockTable<Addr, TokenBucket>,
     auto: AutoCounts,
 }
 
@@ -267,6 +308,7 @@ impl State {
             retransmit: ClockTable::new(config.retransmit),
             failures: ClockTable::new(config.check_failures),
             unverified: ClockTable::new(config.unverified_buckets),
+            verified_syn: ClockTable::new(config.verified_syn_buckets),
             auto: AutoCounts::new(shared.auto.capacity()),
         }
     }
@@ -328,6 +370,14 @@ impl State {
         }
         let now = env.now;
         if env.shared.is_verified(info.src, now) {
+            // A spoofer of a verified address passes the check above: bound what it gets through.
+            if let Some(rate) = env.settings.verified_syn_limit {
+                let rate = rate.per_worker(self.workers);
+                let bucket = self.verified_syn.get_or_insert_with(info.src, || TokenBucket::new(rate, now.mono_ns));
+                if !bucket.admit(rate, now.mono_ns, 0) {
+                    return Check::Reject(DropReason::SynVerifiedOverBudget);
+                }
+            }
             stats.event(Event::SynVerifiedSyn);
             return Check::Clean;
         }
@@ -347,12 +397,9 @@ impl State {
             return Check::Reject(DropReason::SynChallengeOverBudget);
         }
         let cookie = env.global.secrets.mint(&tuple(info), fields.isn, now.wall_secs);
-        if cookie.isn_collision {
-            stats.event(Event::SynCookieIsnCollision);
-        }
-        // RFC 4987 §3.6 / RFC 9293 §3.10.7.3: the cookie rides in the SYN-ACK's acknowledgment
+        // RFC 4987 §3.6 / RFC 9293 §3.10.7.3: the cookie rides in the challenge's acknowledgment
         // number, off the client's window, so the client's RST echoes it as its sequence number.
-        if !syn_ack_in_place(frame, info, cookie.seq, cookie.value) {
+        if !challenge_in_place(frame, info, env.settings.challenge, cookie.seq, cookie.value) {
             return Check::Reject(DropReason::TcpTruncated);
         }
         stats.event(Event::SynAckSent);
@@ -467,6 +514,7 @@ impl State {
         stats.tables[Table::SynRetransmit.index()] = self.retransmit.stats();
         stats.tables[Table::SynCheckFailures.index()] = self.failures.stats();
         stats.tables[Table::SynUnverifiedBuckets.index()] = self.unverified.stats();
+        stats.tables[Table::SynVerifiedSynBuckets.index()] = self.verified_syn.stats();
     }
 }
 

@@ -78,6 +78,22 @@ fn spoofed_flood_through_the_pipeline_never_forwards() {
 }
 
 #[test]
+fn syns_over_a_verified_sources_budget_are_dropped_under_their_own_reason() {
+    let mut p = lab(Mode::Mitigate);
+    let now = Now { mono_ns: 5_000_000_000, wall_secs: 1_700_000_000 };
+    let (c, s): (IpAddr, IpAddr) = ("198.18.1.2".parse().unwrap(), "198.18.100.10".parse().unwrap());
+    let syn = |port: u16| Packet::tcp(c, port, s, 80).seq_ack(u32::from(port), 0).build();
+    let (_, out) = run(&mut p, now, &syn(1));
+    assert_eq!(run(&mut p, now, &rst_for(&out)).0, Verdict::Drop(DropReason::SynCookieAnswer));
+    let verdicts: Vec<Verdict> = (2..1_002).map(|port| run(&mut p, now, &syn(port)).0).collect();
+    let forwarded = verdicts.iter().filter(|v| **v == Verdict::Forward).count();
+    assert_eq!(forwarded, 100, "the default budget's burst");
+    let stats = p.stats();
+    assert_eq!(stats.drops_of(DropReason::SynVerifiedOverBudget), 900);
+    assert_eq!(stats.event_count(crate::stats::Event::SynVerifiedSyn), 100);
+}
+
+#[test]
 fn monitor_mode_forwards_and_counts() {
     let mut p = lab(Mode::Monitor);
     let now = Now { mono_ns: 5_000_000_000, wall_secs: 1_700_000_000 };

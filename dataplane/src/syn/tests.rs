@@ -91,7 +91,7 @@ fn client_rst(syn_ack: &[u8]) -> Vec<u8> {
     let info = parse(syn_ack).unwrap().unwrap();
     let l4 = usize::from(info.l4_offset);
     let tcp = TcpPacket::new_checked(&syn_ack[l4..]).unwrap();
-    assert!(tcp.syn() && tcp.ack());
+    assert!(tcp.ack() && !tcp.rst());
     let mut p = Packet::tcp(info.dst.to_ip(), tcp.dst_port(), info.src.to_ip(), tcp.src_port())
         .flags(tcp_flags::RST)
         .seq_ack(tcp.ack_number().0 as u32, 0);
@@ -103,7 +103,7 @@ fn assert_syn_ack_for(out: &[u8], syn_bytes: &[u8]) {
     let s = parse(syn_bytes).unwrap().unwrap();
     let r = parse(out).unwrap().unwrap();
     assert_eq!((r.src, r.dst, r.src_port, r.dst_port), (s.dst, s.src, s.dst_port, s.src_port));
-    assert_eq!(r.tcp_flags, tcp_flags::SYN | tcp_flags::ACK);
+    assert_eq!(r.tcp_flags, tcp_flags::ACK, "the default challenge is a bare ACK");
     let eth = EthernetFrame::new_checked(out).unwrap();
     let l3 = &out[usize::from(r.l3_offset)..];
     let _ = eth;
@@ -163,6 +163,23 @@ fn handshake_from_many_sources_verifies_and_forwards_the_retransmitted_syn() {
     assert_eq!(rig.events(Event::SynVerifiedSyn), 2 * u64::from(n));
     assert_eq!(rig.events(Event::SynCookieInvalid), 0);
     assert_eq!(rig.shared.verified.stats(at(6_000).mono_ns / SEC).len, u64::from(n));
+}
+
+#[test]
+fn syn_ack_challenge_verifies_too() {
+    let mut rig = Rig::new(1, Settings { challenge: Challenge::SynAck, ..Settings::default() });
+    for c in [ip("198.18.1.2"), ip("2001:2:0:1::2")] {
+        let first = syn(c, 1234, server(c), 77);
+        let (check, out) = rig.run(0, at(0), &first);
+        assert_eq!(check, Check::Replied);
+        let r = parse(&out).unwrap().unwrap();
+        assert_eq!(r.tcp_flags, tcp_flags::SYN | tcp_flags::ACK);
+        let tcp = TcpPacket::new_checked(&out[usize::from(r.l4_offset)..]).unwrap();
+        assert_eq!(tcp.options()[..2], [2, 4], "an MSS option");
+        assert!(tcp.verify_checksum(&r.src.to_ip().into(), &r.dst.to_ip().into()));
+        assert_eq!(rig.run(0, at(1), &client_rst(&out)).0, Check::Reject(DropReason::SynCookieAnswer));
+        assert_eq!(rig.run(0, at(13), &first).0, Check::Clean);
+    }
 }
 
 #[test]
@@ -417,6 +434,54 @@ fn failed_checks_are_rate_limited_per_source() {
     assert_eq!(rig.run(0, at(4), &client_rst(&out)).0, Check::Reject(DropReason::SynCookieAnswer));
 }
 
+/// Verifies `c` on worker 0 by a full handshake at `ms`.
+fn handshake(rig: &mut Rig, c: IpAddr, ms: u64) {
+    let (check, out) = rig.run(0, at(ms), &syn(c, 999, server(c), 5));
+    assert_eq!(check, Check::Replied);
+    assert_eq!(rig.run(0, at(ms), &client_rst(&out)).0, Check::Reject(DropReason::SynCookieAnswer));
+}
+
+#[test]
+fn a_flood_spoofing_a_verified_source_gets_only_that_sources_syn_budget() {
+    let budget = Rate { pps: 100, bytes_per_sec: 0, burst_ms: 1000 };
+    assert_eq!(Settings::default().verified_syn_limit, Some(budget), "the default");
+    // Two workers share the appliance-wide budget: 50 per second each, a burst of 50 each.
+    let mut rig = Rig::new(2, Settings::default());
+    let (c, d) = (ip("198.18.1.7"), ip("2001:2:0:1::7"));
+    handshake(&mut rig, c, 0);
+    handshake(&mut rig, d, 0);
+    let (mut passed, mut dropped) = (0u64, 0u64);
+    // 10 000 SYNs over one second (10 kpps) spoofing c, spread over both workers.
+    for i in 0..10_000u64 {
+        match rig.run((i % 2) as usize, at(10 + i / 10), &syn(c, i as u16, server(c), i as u32)).0 {
+            Check::Clean => passed += 1,
+            Check::Reject(DropReason::SynVerifiedOverBudget) => dropped += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    // The burst (100) and one second at 100 per second, whatever the split.
+    assert!((195..=205).contains(&passed), "passed {passed}");
+    assert_eq!(passed + dropped, 10_000);
+    assert_eq!(rig.events(Event::SynVerifiedSyn), passed);
+    // Another verified source has a budget of its own; unverified sources are still challenged.
+    assert_eq!(rig.run(0, at(1_011), &syn(d, 1, server(d), 1)).0, Check::Clean);
+    let e = ip("198.18.1.8");
+    assert_eq!(rig.run(0, at(1_011), &syn(e, 1, server(e), 1)).0, Check::Replied);
+    // The budget refills: a second later c passes again.
+    assert_eq!(rig.run(0, at(2_100), &syn(c, 1, server(c), 1)).0, Check::Clean);
+    let mut stats = Stats::default();
+    rig.workers[0].0.table_stats(&mut stats);
+    assert_eq!(stats.tables[Table::SynVerifiedSynBuckets.index()].len, 2, "one bucket per verified source seen");
+
+    // Without a budget (verified_syn_pps = 0) the same flood passes entirely: the documented limit.
+    let mut open = Rig::new(1, Settings { verified_syn_limit: None, ..Settings::default() });
+    handshake(&mut open, c, 0);
+    let passed = (0..10_000u64)
+        .filter(|&i| open.run(0, at(10 + i / 10), &syn(c, i as u16, server(c), i as u32)).0 == Check::Clean)
+        .count();
+    assert_eq!(passed, 10_000);
+}
+
 #[test]
 fn verified_sources_expire_after_the_ttl() {
     let mut rig = Rig::new(1, Settings::default());
@@ -450,18 +515,24 @@ fn cookies_survive_a_secret_rotation_and_another_appliance_accepts_them() {
 }
 
 #[test]
-fn isn_collision_is_moved_out_of_the_window() {
+fn the_challenge_acknowledges_behind_the_clients_isn() {
     let mut rig = Rig::new(1, Settings::default());
     let c = ip("198.18.1.2");
     let probe = syn(c, 1234, server(c), 0);
     let info = parse(&probe).unwrap().unwrap();
-    let value = rig.global.secrets.mint(&tuple(&info), 0, at(0).wall_secs).value;
-    let colliding = syn(c, 1234, server(c), value.wrapping_sub(1));
-    let (check, out) = rig.run(0, at(0), &colliding);
-    assert_eq!(check, Check::Replied);
-    assert_syn_ack_for(&out, &colliding);
-    assert_eq!(rig.events(Event::SynCookieIsnCollision), 1);
-    assert_eq!(rig.run(0, at(1), &client_rst(&out)).0, Check::Reject(DropReason::SynCookieAnswer));
+    let low = rig.global.secrets.mint(&tuple(&info), 0, at(0).wall_secs).value & cookie::MAC_MASK;
+    // ISNs just below, at and just above the MAC value: the acknowledgment is behind ISN + 1 each
+    // time (an ACK Linux conntrack ignores rather than marks invalid), and the RST verifies.
+    for (i, isn) in [low.wrapping_sub(1), low, low.wrapping_add(5), low ^ 0x8000_0000].into_iter().enumerate() {
+        let s = syn(ip(&format!("198.18.1.{}", 10 + i)), 1234, server(c), isn);
+        let (check, out) = rig.run(0, at(0), &s);
+        assert_eq!(check, Check::Replied);
+        assert_syn_ack_for(&out, &s);
+        let r = parse(&out).unwrap().unwrap();
+        let ack = TcpPacket::new_checked(&out[usize::from(r.l4_offset)..]).unwrap().ack_number().0 as u32;
+        assert!((ack.wrapping_sub(isn.wrapping_add(1)) as i32) < 0, "isn {isn:#x} ack {ack:#x}");
+        assert_eq!(rig.run(0, at(1), &client_rst(&out)).0, Check::Reject(DropReason::SynCookieAnswer));
+    }
 }
 
 #[test]

@@ -85,7 +85,8 @@ fn syn_status(d: &Daemon) -> Result<Value, CmdError> {
             };
             json!({"prefix": p.cidr.to_string(), "profile": profile.name, "method": format!("{:?}", s.method),
                    "when": match s.when { dataplane::syn::When::Always => "always", dataplane::syn::When::Auto(_) => "auto" },
-                   "strict": s.strict, "auto": auto})
+                   "strict": s.strict, "auto": auto, "challenge": format!("{:?}", s.challenge),
+                   "verified_syn_pps": s.verified_syn_limit.map(|r| r.pps)})
         })
         .collect();
     let v = d.shared.syn.verified.stats(now_s);

@@ -12,7 +12,7 @@ pub mod profiles;
 use crate::daemon::system;
 use dataplane::Cidr;
 use dataplane::xsk::socket::{BindMode, Transmitter, XskSettings};
-use profiles::{Profile, Rng, Spec};
+use profiles::{Profile, Rng, Sources, Spec};
 use serde_json::json;
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -30,7 +30,7 @@ pub struct GenArgs {
     /// Traffic profile; several, comma-separated, mix their frames round-robin in one pool.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "udp")]
     pub profile: Vec<Profile>,
-    /// Spoofed source range.
+    /// Spoofed sources: a CIDR, or an inclusive range `FIRST-LAST` of one family.
     #[arg(long, default_value = "198.18.1.0/24")]
     pub src: String,
     /// Destination address.
@@ -103,10 +103,10 @@ pub fn run(args: &GenArgs) -> ExitCode {
 }
 
 fn generate(a: &GenArgs) -> Result<(), String> {
-    let src: Cidr = a.src.parse().map_err(|e| format!("--src: {e}"))?;
-    if !a.any_range
-        && (!in_lab(src.network()) || !in_lab(a.dst) || src.prefix_len() < if src.is_v4() { 15 } else { 48 })
-    {
+    let src: Sources = a.src.parse().map_err(|e| format!("--src: {e}"))?;
+    let (first, last) = src.bounds();
+    // The lab ranges are contiguous: both ends inside means every address is.
+    if !a.any_range && (!in_lab(first) || !in_lab(last) || !in_lab(a.dst)) {
         return Err("--src and --dst must lie in 198.18.0.0/15 or 2001:2::/48 (or pass --any-range)".into());
     }
     if src.is_v4() != a.dst.is_ipv4() {

@@ -95,20 +95,81 @@ impl Rng {
     }
 }
 
-/// A random address inside `cidr`.
-pub fn address_in(cidr: Cidr, rng: &mut Rng) -> IpAddr {
-    match cidr {
-        Cidr::V4(net, len) => {
-            let host_bits = 32 - u32::from(len);
-            let host = if host_bits == 0 { 0 } else { (rng.next() as u32) & (u32::MAX >> (32 - host_bits)) };
-            IpAddr::V4(Ipv4Addr::from(net | host))
+/// Spoofed source addresses: a CIDR (`198.18.1.0/24`) or an inclusive range of one family
+/// (`198.18.1.201-198.18.1.253`, `2001:2:0:1::1:0-2001:2:0:1:ffff:ffff:ffff:ffff`), so a flood
+/// can share the clients' prefix without using their live host addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sources {
+    v4: bool,
+    first: u128,
+    last: u128,
+}
+
+impl Sources {
+    /// Every address of `cidr`.
+    pub fn cidr(cidr: Cidr) -> Sources {
+        match cidr {
+            Cidr::V4(net, len) => {
+                let last = if len == 0 { u32::MAX } else { net | (u32::MAX >> len) };
+                Sources { v4: true, first: u128::from(net), last: u128::from(last) }
+            }
+            Cidr::V6(net, len) => {
+                let last = if len == 0 { u128::MAX } else { net | (u128::MAX >> len) };
+                Sources { v4: false, first: net, last }
+            }
         }
-        Cidr::V6(net, len) => {
-            let host_bits = 128 - u32::from(len);
-            let r = (u128::from(rng.next()) << 64) | u128::from(rng.next());
-            let host = if host_bits == 0 { 0 } else { r & (u128::MAX >> (128 - host_bits)) };
-            IpAddr::V6(Ipv6Addr::from(net | host))
+    }
+
+    /// True for IPv4 sources.
+    pub fn is_v4(&self) -> bool {
+        self.v4
+    }
+
+    /// The first and the last address.
+    pub fn bounds(&self) -> (IpAddr, IpAddr) {
+        (self.ip(self.first), self.ip(self.last))
+    }
+
+    /// Whether `addr` is one of them.
+    #[cfg(test)]
+    pub fn contains(&self, addr: dataplane::Addr) -> bool {
+        let value = if addr.is_v4() { u128::from(addr.v4_value()) } else { addr.0 };
+        addr.is_v4() == self.v4 && (self.first..=self.last).contains(&value)
+    }
+
+    fn ip(&self, v: u128) -> IpAddr {
+        if self.v4 { IpAddr::V4(Ipv4Addr::from(v as u32)) } else { IpAddr::V6(Ipv6Addr::from(v)) }
+    }
+
+    /// A random address among them.
+    pub fn pick(&self, rng: &mut Rng) -> IpAddr {
+        let span = self.last - self.first;
+        let r = (u128::from(rng.next()) << 64) | u128::from(rng.next());
+        let offset = if span == u128::MAX { r } else { r % (span + 1) };
+        self.ip(self.first + offset)
+    }
+}
+
+impl std::str::FromStr for Sources {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Sources, String> {
+        let Some((a, b)) = text.split_once('-') else {
+            return text.parse::<Cidr>().map(Sources::cidr).map_err(|e| e.to_string());
+        };
+        let parse = |t: &str| t.trim().parse::<IpAddr>().map_err(|e| format!("`{t}`: {e}"));
+        let (a, b) = (parse(a)?, parse(b)?);
+        let value = |ip: IpAddr| match ip {
+            IpAddr::V4(x) => u128::from(u32::from(x)),
+            IpAddr::V6(x) => u128::from(x),
+        };
+        if a.is_ipv4() != b.is_ipv4() {
+            return Err(format!("`{text}`: both ends of a range must be of one family"));
         }
+        if value(a) > value(b) {
+            return Err(format!("`{text}`: the first address is above the last"));
+        }
+        Ok(Sources { v4: a.is_ipv4(), first: value(a), last: value(b) })
     }
 }
 
@@ -117,8 +178,8 @@ pub fn address_in(cidr: Cidr, rng: &mut Rng) -> IpAddr {
 pub struct Spec {
     /// Profile.
     pub profile: Profile,
-    /// Spoofed source range.
-    pub src: Cidr,
+    /// Spoofed source addresses.
+    pub src: Sources,
     /// Destination.
     pub dst: IpAddr,
     /// Destination port (TCP/UDP profiles).
@@ -148,7 +209,7 @@ pub fn quic_template() -> Vec<u8> {
 /// The frames of the next datagram of the pool (one frame, or several fragments), with source,
 /// ports and payload drawn from `rng`.
 pub fn frames(spec: &Spec, rng: &mut Rng) -> Vec<Vec<u8>> {
-    let src = address_in(spec.src, rng);
+    let src = spec.src.pick(rng);
     let sport = 1024 + (rng.next() % 64000) as u16;
     let p = match spec.profile {
         Profile::Udp => {
@@ -264,6 +325,33 @@ mod tests {
             full > 60 && short > 20 && short_header > 20,
             "{full} full, {short} short, {short_header} short-header"
         );
+    }
+
+    #[test]
+    fn sources_are_a_cidr_or_a_range() {
+        let mut rng = Rng::new(9);
+        let r: Sources = "198.18.1.201-198.18.1.253".parse().unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..5_000 {
+            let IpAddr::V4(a) = r.pick(&mut rng) else { panic!("family") };
+            assert!((201..=253).contains(&a.octets()[3]) && a.octets()[..3] == [198, 18, 1], "{a}");
+            seen.insert(a);
+        }
+        assert_eq!(seen.len(), 53, "every address of the range is drawn");
+        let c: Sources = "198.18.1.0/25".parse().unwrap();
+        assert_eq!(c.bounds(), ("198.18.1.0".parse().unwrap(), "198.18.1.127".parse().unwrap()));
+        let v6: Sources = "2001:2:0:1::1:0-2001:2:0:1:ffff:ffff:ffff:ffff".parse().unwrap();
+        for _ in 0..1_000 {
+            let IpAddr::V6(a) = v6.pick(&mut rng) else { panic!("family") };
+            assert!(u128::from(a) >> 64 == 0x2001_0002_0000_0001 && u128::from(a) as u64 >= 0x1_0000, "{a}");
+        }
+        let one: Sources = "198.18.1.9-198.18.1.9".parse().unwrap();
+        assert_eq!(one.pick(&mut rng), "198.18.1.9".parse::<IpAddr>().unwrap());
+        assert!("198.18.1.9-2001:2::1".parse::<Sources>().is_err());
+        assert!("198.18.1.9-198.18.1.1".parse::<Sources>().is_err());
+        assert!("198.18.1.0/33".parse::<Sources>().is_err());
+        let all: Sources = "::/0".parse().unwrap();
+        let _ = all.pick(&mut rng);
     }
 
     #[test]

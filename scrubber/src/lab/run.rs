@@ -175,6 +175,64 @@ pub struct ScrubberReport {
     pub socket: super::observe::SocketStats,
 }
 
+/// SYN authentication over the measured window (present when it challenged or verified
+/// anything): what it sent and checked, the verified-source table, and what a first connection
+/// costs a legitimate client (its SYN is answered by the challenge; the client's RST verifies
+/// it; Linux retransmits the SYN ~12 ms later) against a connection from a verified source.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SynReport {
+    /// SYN-ACK challenges sent.
+    pub syn_ack_sent: u64,
+    /// RSTs carrying a valid cookie.
+    pub cookies_valid: u64,
+    /// RSTs whose sequence number was no cookie of their 4-tuple.
+    pub cookies_invalid: u64,
+    /// RSTs carrying a cookie of an expired slot.
+    pub cookies_expired: u64,
+    /// Sources verified (by cookie or by a retransmitted SYN).
+    pub sources_verified: u64,
+    /// Of those, by a retransmitted SYN (`rst+retransmit`).
+    pub retransmit_verified: u64,
+    /// SYNs from verified sources, forwarded.
+    pub verified_syns: u64,
+    /// SYNs whose challenge the reply budget did not allow (dropped).
+    pub challenges_over_budget: u64,
+    /// SYNs from verified sources over their per-source SYN budget (dropped).
+    pub verified_over_budget: u64,
+    /// The verified-source table at the end (`syn_status`): `len`, `capacity`, `evictions`.
+    pub verified_table: serde_json::Value,
+    /// TCP connect time of each client source's first connection of the run.
+    pub first_connect_us: super::services::LatencyUs,
+    /// TCP connect time of the later connections (from verified sources).
+    pub repeat_connect_us: super::services::LatencyUs,
+    /// Median first minus median later connect time: what the challenge adds, microseconds.
+    pub first_connect_added_us: i64,
+}
+
+impl SynReport {
+    /// The figures from the window's counter deltas, `syn_status` and the legitimate clients.
+    pub fn of(d: &ScrubStats, syn_status: &serde_json::Value, legit: &LegitReport) -> Option<SynReport> {
+        let e = |k: &str| d.events.get(k).copied().unwrap_or(0);
+        let r = SynReport {
+            syn_ack_sent: e("syn_ack_sent"),
+            cookies_valid: e("syn_cookie_valid"),
+            cookies_invalid: e("syn_cookie_invalid"),
+            cookies_expired: e("syn_cookie_expired"),
+            sources_verified: e("syn_source_verified"),
+            retransmit_verified: e("syn_retransmit_verified"),
+            verified_syns: e("syn_verified_syn"),
+            challenges_over_budget: d.drops("syn_challenge_over_budget"),
+            verified_over_budget: d.drops("syn_verified_over_budget"),
+            verified_table: syn_status.get("verified").cloned().unwrap_or(serde_json::Value::Null),
+            first_connect_us: legit.http.first_connect_us,
+            repeat_connect_us: legit.http.repeat_connect_us,
+            first_connect_added_us: legit.http.first_connect_us.p50 as i64 - legit.http.repeat_connect_us.p50 as i64,
+        };
+        let active = r.syn_ack_sent + r.cookies_valid + r.verified_syns + r.challenges_over_budget;
+        (active > 0).then_some(r)
+    }
+}
+
 /// Rates over the measured window.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Rates {
@@ -270,6 +328,9 @@ pub struct RunReport {
     pub legit: LegitReport,
     /// The scrubber's counters.
     pub scrubber: ScrubberReport,
+    /// SYN authentication's figures (absent when it did nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syn: Option<SynReport>,
     /// Rates.
     pub rates: Rates,
     /// Origin's counters (deltas).
@@ -488,6 +549,8 @@ pub fn run(o: &RunOptions, bin: &Path, stop: &Arc<AtomicBool>, live: &mut dyn Wr
     thread::sleep(PUBLISH_SETTLE);
     let s1 = snap(&lab)?;
     finish(&mut report, &lab, &s0, &s1, &gen_report);
+    let syn_status = lab.ctl("syn_status", serde_json::json!({})).unwrap_or_default();
+    report.syn = SynReport::of(&s1.scrub.since(&s0.scrub), &syn_status, &report.legit);
     if let Some(a) = amp {
         // Budgets hold over the flood's own duration (the window has a tail after it).
         report.amp = Some(a.finish(&lab, gen_report.seconds, report.legit.udp.as_ref())?);
@@ -719,6 +782,30 @@ pub fn format_report(r: &RunReport) -> String {
         "xdp            redirected {} unprotected {} local {} not-ip {} no-socket {} malformed {}",
         x.redirected, x.unprotected, x.local, x.not_ip, x.no_socket, x.malformed
     ));
+    if let Some(y) = &r.syn {
+        let t = &y.verified_table;
+        line(format!(
+            "syn auth       SYN-ACKs {}, cookies valid {} invalid {} expired {}, verified {} ({} by retransmit); \
+             verified table {}/{} evictions {}",
+            y.syn_ack_sent,
+            y.cookies_valid,
+            y.cookies_invalid,
+            y.cookies_expired,
+            y.sources_verified,
+            y.retransmit_verified,
+            t["len"],
+            t["capacity"],
+            t["evictions"]
+        ));
+        line(format!(
+            "  SYNs from verified sources {} (over their budget {}); challenges over the reply budget {}",
+            y.verified_syns, y.verified_over_budget, y.challenges_over_budget
+        ));
+        line(format!(
+            "  connect time: first connection p50 {} us p99 {} us, later p50 {} us: the challenge adds {} us",
+            y.first_connect_us.p50, y.first_connect_us.p99, y.repeat_connect_us.p50, y.first_connect_added_us
+        ));
+    }
     let rt = &r.rates;
     line(format!(
         "rates          offered {:.0} pps, at XDP {:.0}, forwarded {:.0}, dropped {:.0}",

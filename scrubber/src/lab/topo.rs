@@ -42,19 +42,21 @@ pub const SCRUB_IN0_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0xa, 0, 0, 0, 2);
 pub const SCRUB_OUT0_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 5);
 /// origin:o0 (next hop of the scrubber, GRE endpoint).
 pub const ORIGIN_O0_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 6);
-/// Number of client source addresses (198.18.1.1 ..= 198.18.1.250, 2001:2:0:1::1 ..= ::fa).
-pub const CLIENT_SOURCES: u8 = 250;
+/// Number of client source addresses (198.18.1.1 ..= 198.18.1.200, 2001:2:0:1::1 ..= ::c8). The
+/// rest of the client's /24 and /64 holds no live host: spoofed floods come from there
+/// (`traffic::ATTACK_SOURCES`), sharing the clients' prefixes but not their addresses.
+pub const CLIENT_SOURCES: u8 = 200;
 /// TCP port of the origin's HTTP server.
 pub const HTTP_PORT: u16 = 80;
 /// UDP port of the origin's sequence echo service.
 pub const UDP_ECHO_PORT: u16 = 9000;
 
-/// The client's `n`-th IPv4 source address, `n` in `1..=250`.
+/// The client's `n`-th IPv4 source address, `n` in `1..=CLIENT_SOURCES`.
 pub fn client_v4(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 1, n)
 }
 
-/// The client's `n`-th IPv6 source address, `n` in `1..=250`.
+/// The client's `n`-th IPv6 source address, `n` in `1..=CLIENT_SOURCES`.
 pub fn client_v6(n: u8) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, u16::from(n))
 }
@@ -404,7 +406,7 @@ impl Plan {
                 lines.push(format!("addr add {v6} dev {dev} nodad"));
                 let mut extra = Vec::new();
                 if role == Role::Client {
-                    // The client's many sources: .2 ..= .250 and ::2 ..= ::fa beside the first.
+                    // The client's many sources: .2 ..= .200 and ::2 ..= ::c8 beside the first.
                     for n in 2..=CLIENT_SOURCES {
                         lines.push(format!("addr add {}/24 dev {dev}", client_v4(n)));
                         lines.push(format!("addr add {}/64 dev {dev} nodad", client_v6(n)));
@@ -634,11 +636,23 @@ mod tests {
     }
 
     #[test]
-    fn client_has_250_sources_and_return_path_follows_the_option() {
+    fn client_has_200_sources_and_return_path_follows_the_option() {
         let p = Plan::new(&LabOptions::new("0"), VlanImpl::Devices, GreImpl::Kernel);
         let client = &p.addrs.iter().find(|(r, _)| *r == Role::Client).unwrap().1;
-        assert_eq!(client.iter().filter(|l| l.starts_with("addr add 198.18.1.")).count(), 250);
-        assert_eq!(client.iter().filter(|l| l.starts_with("addr add 2001:2:0:1::")).count(), 250);
+        assert_eq!(client.iter().filter(|l| l.starts_with("addr add 198.18.1.")).count(), 200);
+        assert_eq!(client.iter().filter(|l| l.starts_with("addr add 2001:2:0:1::")).count(), 200);
+        // The flood's sources share the client's prefixes but are never a live client address.
+        let range = |r: &str| -> (IpAddr, IpAddr) {
+            let (a, b) = r.split_once('-').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        };
+        let (first, last) = range(super::super::traffic::ATTACK_SOURCES);
+        assert!(IpAddr::V4(client_v4(CLIENT_SOURCES)) < first && last < IpAddr::V4(Ipv4Addr::new(198, 18, 1, 254)));
+        assert_eq!((first.to_string(), last.to_string()), ("198.18.1.201".into(), "198.18.1.253".into()));
+        let (first, last) = range(super::super::traffic::ATTACK_SOURCES_V6);
+        assert!(IpAddr::V6(client_v6(CLIENT_SOURCES)) < first);
+        let in64 = |a: IpAddr| matches!(a, IpAddr::V6(x) if u128::from(x) >> 64 == 0x2001_0002_0000_0001);
+        assert!(in64(first) && in64(last));
         let origin = |p: &Plan| p.routes.iter().find(|(r, _)| *r == Role::Origin).unwrap().1.clone();
         assert!(origin(&p)[0].ends_with("via 198.18.0.10"));
         let s = Plan::new(&LabOptions { symmetric: true, ..LabOptions::new("0") }, VlanImpl::Devices, GreImpl::Kernel);

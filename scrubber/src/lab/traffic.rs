@@ -16,11 +16,15 @@ use std::time::{Duration, Instant};
 
 /// The attacker's gateway (edge:e-a).
 pub const ATTACKER_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 254);
-/// Where spoofed attack sources come from by default: inside the clients' own range
-/// (198.18.1.1-250), so address-based filters cannot separate attack from legitimate traffic.
-/// Not the whole /24: it holds the edge router's own address (198.18.1.254), and a router drops
-/// packets claiming to come from itself (martians) without counting them anywhere.
-pub const ATTACK_SOURCES: &str = "198.18.1.0/25";
+/// Where spoofed IPv4 attack sources come from by default: the clients' own /24, so prefix-based
+/// filters cannot separate attack from legitimate traffic, but not the addresses of its live
+/// hosts (198.18.1.1-200, `topo::CLIENT_SOURCES`): a host that is up answers the scrubber's SYN-ACK
+/// challenge to its spoofed address with an RST and so verifies it (verification proves an
+/// address answers, not who sends). Not the edge router's own address (198.18.1.254) either: a
+/// router drops packets claiming to come from itself (martians) without counting them anywhere.
+pub const ATTACK_SOURCES: &str = "198.18.1.201-198.18.1.253";
+/// The IPv6 counterpart: the clients' /64 above the block their live addresses are in (::1-::c8).
+pub const ATTACK_SOURCES_V6: &str = "2001:2:0:1::1:0-2001:2:0:1:ffff:ffff:ffff:ffff";
 
 /// One run of `scrubber gen`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -81,7 +85,7 @@ impl GenSpec {
     pub fn attack_v6(profiles: &[&str]) -> GenSpec {
         GenSpec {
             gateway: "2001:2:0:2::fe".parse().expect("valid"),
-            src: "2001:2:0:1::/64".into(),
+            src: ATTACK_SOURCES_V6.into(),
             dst: ORIGIN_V6.into(),
             ..GenSpec::attack(profiles)
         }
@@ -199,6 +203,11 @@ pub struct HttpTotals {
     pub sources_used: u64,
     /// Latency of successful requests.
     pub latency_us: LatencyUs,
+    /// TCP connect time of the successful requests that were their source's first of the run
+    /// (under SYN authentication, the ones challenged).
+    pub first_connect_us: LatencyUs,
+    /// TCP connect time of the other successful requests.
+    pub repeat_connect_us: LatencyUs,
     /// A few failures, for the report (`source: error`).
     pub sample_failures: Vec<String>,
 }
@@ -228,7 +237,8 @@ pub struct LegitReport {
     pub quic_error: Option<String>,
 }
 
-const CURL_FORMAT: &str = "%{url_effective}\t%{http_code}\t%{exitcode}\t%{time_total}\t%{local_ip}\t%{errormsg}\n";
+const CURL_FORMAT: &str =
+    "%{url_effective}\t%{http_code}\t%{exitcode}\t%{time_total}\t%{local_ip}\t%{time_connect}\t%{errormsg}\n";
 
 /// One result line of [`curl_parallel`].
 #[derive(Clone, Debug, PartialEq)]
@@ -239,6 +249,8 @@ pub struct CurlLine {
     pub ok: bool,
     /// Total time, seconds.
     pub time_s: f64,
+    /// Time until the TCP connection was established, seconds.
+    pub connect_s: f64,
     /// curl's error message.
     pub error: String,
 }
@@ -269,7 +281,13 @@ pub fn curl_parallel(
         let tag = format!("src={src}\t");
         let line = out.stdout.lines().map(|l| format!("{l}\t")).find(|l| l.contains(&tag));
         let Some(line) = line else {
-            lines.push(CurlLine { source: *src, ok: false, time_s: 0.0, error: "no result from curl".into() });
+            lines.push(CurlLine {
+                source: *src,
+                ok: false,
+                time_s: 0.0,
+                connect_s: 0.0,
+                error: "no result from curl".into(),
+            });
             continue;
         };
         let f: Vec<&str> = line.split('\t').collect();
@@ -279,7 +297,8 @@ pub fn curl_parallel(
             source: *src,
             ok,
             time_s: get(3).parse().unwrap_or(0.0),
-            error: if ok { String::new() } else { format!("http {} exit {} {}", get(1), get(2), get(5)) },
+            connect_s: get(5).parse().unwrap_or(0.0),
+            error: if ok { String::new() } else { format!("http {} exit {} {}", get(1), get(2), get(6)) },
         });
     }
     Ok(lines)
@@ -346,6 +365,7 @@ pub fn run_legit(
     let mut ok_sources = BTreeSet::new();
     let mut used = BTreeSet::new();
     let mut latencies = Vec::new();
+    let (mut first_connect, mut repeat_connect) = (Vec::new(), Vec::new());
     let (mut i4, mut i6) = (0usize, 0usize);
     let n6 = o.per_round.div_ceil(3);
     while start.elapsed() < o.duration && !stop.load(Ordering::Relaxed) {
@@ -359,15 +379,19 @@ pub fn run_legit(
             let srcs: Vec<IpAddr> = (0..n.min(pool.len())).map(|k| pool[(*at + k) % pool.len()]).collect();
             *at = (*at + srcs.len()) % pool.len();
             let lines = curl_parallel(client_ns, target, &srcs, o.max_time).unwrap_or_else(|e| {
-                srcs.iter().map(|s| CurlLine { source: *s, ok: false, time_s: 0.0, error: e.to_string() }).collect()
+                let line =
+                    |s: &IpAddr| CurlLine { source: *s, ok: false, time_s: 0.0, connect_s: 0.0, error: e.to_string() };
+                srcs.iter().map(line).collect()
             });
             for l in lines {
                 http.attempts += 1;
-                used.insert(l.source);
+                let first = used.insert(l.source);
                 if l.ok {
                     http.succeeded += 1;
                     ok_sources.insert(l.source);
                     latencies.push((l.time_s * 1e6) as u64);
+                    let connect = if first { &mut first_connect } else { &mut repeat_connect };
+                    connect.push((l.connect_s * 1e6) as u64);
                 } else if http.sample_failures.len() < 5 {
                     http.sample_failures.push(format!("{}: {}", l.source, l.error));
                 }
@@ -379,6 +403,8 @@ pub fn run_legit(
     http.sources = ok_sources.len() as u64;
     http.sources_used = used.len() as u64;
     http.latency_us = LatencyUs::of(latencies);
+    http.first_connect_us = LatencyUs::of(first_connect);
+    http.repeat_connect_us = LatencyUs::of(repeat_connect);
 
     let mut report = LegitReport { sources: http.sources, ..LegitReport::default() };
     if let Some(h) = udp {
@@ -434,7 +460,7 @@ mod tests {
         let a = g.argv(Path::new("/bin/scrubber")).join(" ");
         assert_eq!(
             a,
-            "/bin/scrubber gen --interface a0 --gateway 198.18.2.254 --profile tcp-xmas,tcp-null --src 198.18.1.0/25 \
+            "/bin/scrubber gen --interface a0 --gateway 198.18.2.254 --profile tcp-xmas,tcp-null --src 198.18.1.201-198.18.1.253 \
              --dst 198.18.100.10 --dport 7 --rate 1000 --seconds 2.5 --core 0 --json --quiet"
         );
         let stun = GenSpec { vector: Some("stun".into()), ..GenSpec::attack(&["udp-amp"]) };
@@ -443,7 +469,7 @@ mod tests {
                 && stun.argv(Path::new("s")).join(" ").contains("--core 0 --vector stun --json")
         );
         let v6 = GenSpec::attack_v6(&["udp"]);
-        assert_eq!((v6.dst.to_string(), v6.src.as_str()), ("2001:2:0:100::10".to_string(), "2001:2:0:1::/64"));
+        assert_eq!((v6.dst.to_string(), v6.src.as_str()), ("2001:2:0:100::10".to_string(), ATTACK_SOURCES_V6));
         assert_eq!(g.limit(), Duration::from_secs_f64(17.5));
     }
 }
