@@ -8,64 +8,29 @@
 //! challenge sent to its spoofed address and so verifies it. The flood that does spoof a verified
 //! client's exact address is bounded by the per-source SYN budget, and shown unbounded without it.
 //!
-//! The long comparison with Linux syncookies in origin is `bench_origin_syncookies_vs_scrubber`
-//! (ignored here; see BENCHMARKS.md for the command).
+//! The long comparison with Linux syncookies in origin is the `syn-bench` binary of this crate
+//! (`tests/src/bin/syn-bench.rs`; BENCHMARKS.md has the command).
 
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr};
 use std::thread;
 use std::time::{Duration, Instant};
 use tests::syn::{
-    CLIENT_FIREWALL, CLIENT_STRICT_FIREWALL, Conn, Cpu, Load, OriginTcp, client_counter, client_firewall,
-    client_firewall_remove, connect_times, curl_parallel, curl_sequential, hping3_flood, legit_load, origin_unfinished,
-    quantile, set_syn, sysctl, verified_table,
+    CLIENT_FIREWALL, CLIENT_STRICT_FIREWALL, Conn, client_counter, client_firewall, client_firewall_remove,
+    connect_times, curl_parallel, curl_sequential, hping3_flood, origin_unfinished, quantile, set_syn, verified_table,
+};
+use tests::syn::{
+    FIXED_RATE, FLOOD_ADDRESSES, FLOOD_SOURCES_V6, REPLY_BURST_S, REPLY_PPS, REPLY_PPS_PER_DST, VERIFIED_SYN_BURST,
+    VERIFIED_SYN_PPS, budget_config, event, flood_with_load, ms, spawn_gen,
 };
 use tests::topo::{ORIGIN_V4, ORIGIN_V6};
-use tests::{
-    GenReport, GenSpec, LabOptions, Role, ScrubStats, TempConfig, TestLab, client_sources_v4, client_sources_v6,
-    require_root, scrubber_bin,
-};
-
-/// The lab's fixed offered rate (`scrubber lab bench`'s default).
-const FIXED_RATE: u64 = 200_000;
-/// Reply budgets of these tests: the global one, and the one per address replied to.
-const REPLY_PPS: u64 = 50_000;
-const REPLY_PPS_PER_DST: u64 = 100;
-/// The reply budget's burst window (`Rate::DEFAULT_BURST_MS`).
-const REPLY_BURST_S: f64 = 0.1;
-/// Addresses in `traffic::ATTACK_SOURCES` (198.18.1.201-253).
-const FLOOD_ADDRESSES: u64 = 53;
-/// As many addresses of the clients' /64, none of them a client's. (The lab's default IPv6 flood
-/// draws from 2^64 - 2^16 addresses: each SYN then comes from a new address, the per-address reply
-/// budget never applies, and new clients' first SYNs compete with the flood for the global one;
-/// at 200 kpps against a 50 kpps budget about one in six first connections then missed 5 s.)
-const FLOOD_SOURCES_V6: &str = "2001:2:0:1::1:0-2001:2:0:1::1:34";
-/// The default SYN budget of a verified source and its burst.
-const VERIFIED_SYN_PPS: u64 = 100;
-const VERIFIED_SYN_BURST: u64 = 100;
+use tests::{GenSpec, LabOptions, Role, ScrubStats, TestLab, client_sources_v4, client_sources_v6, require_root};
 
 /// Drop reasons that belong to SYN authentication.
 const SYN_REASONS: [&str; 3] = ["syn_challenge_over_budget", "syn_cookie_answer", "syn_verified_over_budget"];
 
 fn v4(a: Ipv4Addr) -> IpAddr {
     IpAddr::V4(a)
-}
-
-/// `configs/lab.toml` with this file's reply budgets, and a watchdog patient enough for a shared
-/// 2-core VM (a worker starved for 500 ms would have its queue failed open, and the frames of that
-/// moment would reach origin unchallenged, counted as the XDP program's `no_socket`).
-fn budget_config() -> TempConfig {
-    TempConfig::lab_with(&[
-        (
-            "dst_buckets = 65536",
-            &format!("dst_buckets = 65536\nreply_pps = {REPLY_PPS}\nreply_pps_per_destination = {REPLY_PPS_PER_DST}"),
-        ),
-        ("fail = \"open\"", "fail = \"open\"\nwatchdog_ms = 5000"),
-    ])
-}
-
-fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
 }
 
 fn assert_all_ok(what: &str, conns: &[Conn]) {
@@ -87,10 +52,6 @@ fn assert_only_syn_drops(what: &str, d: &ScrubStats) {
     for reason in ["deny_list", "bogon_source", "rule_drop", "rule_rate_limit", "src_rate_limit", "dst_rate_limit"] {
         assert_eq!(d.drops(reason), 0, "{what}: {reason}");
     }
-}
-
-fn event(d: &ScrubStats, name: &str) -> u64 {
-    d.events.get(name).copied().unwrap_or(0)
 }
 
 /// Real curl from 200 IPv4 and 200 IPv6 client addresses: each first connection is challenged
@@ -257,38 +218,6 @@ fn clients_behind_stateful_firewalls_connect() {
     );
     assert!(quantile(&times, 0.5) >= 500_000 && quantile(&times, 1.0) < 3_000_000, "{times:?}");
     assert_eq!(t.counters().attack_packets(), 0);
-}
-
-/// Starts the generator on a thread.
-fn spawn_gen(t: &TestLab, spec: &GenSpec) -> thread::JoinHandle<GenReport> {
-    let cmd = t.gen_cmd(scrubber_bin(), spec);
-    thread::spawn(move || {
-        let out = cmd.run().unwrap_or_else(|e| panic!("gen: {e}"));
-        GenReport::parse(&out.stdout).unwrap_or_else(|e| panic!("{e}"))
-    })
-}
-
-/// One flood with the legitimate load running meanwhile: what the scrubber, origin and the
-/// clients saw.
-struct FloodRun {
-    report: GenReport,
-    d: ScrubStats,
-    origin_attack: u64,
-    legit: Load,
-    seconds: f64,
-}
-
-fn flood_with_load(t: &TestLab, spec: &GenSpec, legit: &[IpAddr], target: IpAddr, conns: usize) -> FloodRun {
-    let (s0, o0) = (t.stats(), t.counters());
-    let started = Instant::now();
-    let g = spawn_gen(t, spec);
-    thread::sleep(Duration::from_millis(500));
-    let legit = legit_load(t, target, legit, conns, 100, Duration::from_secs(5));
-    let report = g.join().expect("generator thread");
-    let d = t.stats().since(&s0);
-    let seconds = started.elapsed().as_secs_f64();
-    let origin_attack = t.counters().since(&o0).attack_packets();
-    FloodRun { report, d, origin_attack, legit, seconds }
 }
 
 /// The generator's spoofed SYN flood (sources in the clients' /24 and /64, never a live client
@@ -469,67 +398,4 @@ fn hping3_floods_spoofing_lab_sources() {
     let (d, at_origin, _) = flood(idle);
     assert_eq!(d.dropped_total, 0, "{:?}", d.dropped);
     assert!(at_origin * 4 >= d.rx && at_origin >= 1000, "with SYN authentication off it reaches origin");
-}
-
-/// Origin defending itself with Linux syncookies (`net.ipv4.tcp_syncookies=2`, the scrubber in
-/// bypass) against the scrubber's SYN authentication, at the same spoofed flood while real
-/// clients connect: legitimate success, SYNs reaching origin, the SYN-ACKs origin sends to the
-/// spoofed sources, and CPU. Long; run on demand:
-/// `SCRUBBER_BIN=$PWD/target/ci/scrubber cargo test --profile ci -p tests --test syn -- --ignored --nocapture`
-/// (`SYN_BENCH_RATE=0` for the generator's maximum, `SYN_BENCH_SECONDS`, `SYN_BENCH_CONNS`).
-#[test]
-#[ignore = "benchmark: minutes, prints a table for BENCHMARKS.md"]
-fn bench_origin_syncookies_vs_scrubber() {
-    require_root!();
-    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
-    let rate = env("SYN_BENCH_RATE", FIXED_RATE);
-    let seconds = env("SYN_BENCH_SECONDS", 10) as f64;
-    let conns = env("SYN_BENCH_CONNS", 1000) as usize;
-    let config = budget_config();
-    let t = TestLab::with_daemon(|o| LabOptions { config: Some(config.0.clone()), ..o });
-    OriginTcp::install(&t);
-    let mut rows = Vec::new();
-    for (name, bypass, cookies) in [
-        ("origin alone: Linux syncookies=2, scrubber in bypass", true, "2"),
-        ("scrubber SYN authentication (origin syncookies=1, default)", false, "1"),
-    ] {
-        sysctl(&t, Role::Origin, &format!("net.ipv4.tcp_syncookies={cookies}")).expect("sysctl");
-        t.control("bypass", json!({"on": bypass}));
-        thread::sleep(Duration::from_millis(300));
-        let spec = GenSpec { rate, seconds, ..GenSpec::attack(&["syn-flood"]) };
-        let (o0, cpu0) = (OriginTcp::read(&t), Cpu::read());
-        let r = flood_with_load(&t, &spec, &client_sources_v4(), ORIGIN_V4.into(), conns);
-        let (o, cpu) = (OriginTcp::read(&t).since(&o0), Cpu::read().since(&cpu0));
-        let row = format!(
-            "| {name} | {:.0} | {}/{} ({:.1} %) | {:.1} / {:.1} | {} | {} | {} | {} | {:.2} | {:.2} |",
-            r.report.pps,
-            r.legit.succeeded,
-            r.legit.attempts,
-            r.legit.success() * 100.0,
-            ms(quantile(&r.legit.connect_us, 0.5)),
-            ms(quantile(&r.legit.connect_us, 0.99)),
-            r.origin_attack,
-            o.syn_acks,
-            o.ext("SyncookiesSent"),
-            event(&r.d, "syn_ack_sent"),
-            cpu.kernel_ns as f64 / 1e9 / r.seconds,
-            r.d.cpu_ns as f64 / 1e9 / r.seconds,
-        );
-        eprintln!(
-            "{row}\n  origin TcpExt: {:?}\n  scrubber: {:?}",
-            o.ext.iter().filter(|(_, v)| **v > 0).collect::<Vec<_>>(),
-            r.d
-        );
-        rows.push(row);
-    }
-    println!(
-        "\nflood {} pps for {seconds} s, {conns} legitimate connections, load {}\n\n| defence | flood pps | legit ok | \
-         connect p50 / p99 ms | attack SYNs at origin | SYN-ACKs origin sent | origin SyncookiesSent | \
-         challenges the scrubber sent | machine kernel CPU (cores) | scrubber worker CPU (cores) |\n|---|---|---|---|---|---|---|---|---|---|",
-        rate,
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
-    );
-    for r in rows {
-        println!("{r}");
-    }
 }
