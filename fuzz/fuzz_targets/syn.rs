@@ -2,8 +2,8 @@
 //! TCP segments (flags, options and payload from the input), followed by the RST a client would
 //! send for any SYN-ACK it produced.
 //!
-//! Invariants: never panics; a SYN-ACK it builds parses and carries SYN|ACK; an unverified
-//! source's SYN is never Clean.
+//! Invariants: never panics; a challenge it builds parses and carries the configured segment's
+//! flags (ACK, or SYN|ACK); an unverified source's SYN is never Clean.
 #![no_main]
 
 use dataplane::build::Packet;
@@ -13,7 +13,7 @@ use dataplane::policy::Mode;
 use dataplane::reply::ReplyBudget;
 use dataplane::stats::Stats;
 use dataplane::syn::challenge::syn_options_ok;
-use dataplane::syn::{Env, Global, Settings, Shared, SharedConfig, State, StateConfig};
+use dataplane::syn::{Challenge, Env, Global, Settings, Shared, SharedConfig, State, StateConfig};
 use dataplane::verdict::Check;
 use dataplane::{Frame, Now};
 use libfuzzer_sys::fuzz_target;
@@ -61,7 +61,8 @@ fuzz_target!(|data: &[u8]| {
         let mut buf = bytes.clone();
         buf.resize(bytes.len() + 64, 0);
         let mut frame = Frame::new(&mut buf, 0, bytes.len());
-        let settings = Settings::default();
+        let challenge = if data[2] & 2 == 0 { Challenge::Ack } else { Challenge::SynAck };
+        let settings = Settings { challenge, ..Settings::default() };
         let env = Env {
             shared: &w.shared,
             global: &w.global,
@@ -77,7 +78,11 @@ fuzz_target!(|data: &[u8]| {
         }
         if check == Check::Replied {
             let reply = parse(frame.data()).unwrap().unwrap();
-            assert_eq!(reply.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK), tcp_flags::SYN | tcp_flags::ACK);
+            let expected = match challenge {
+                Challenge::Ack => tcp_flags::ACK,
+                Challenge::SynAck => tcp_flags::SYN | tcp_flags::ACK,
+            };
+            assert_eq!(reply.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK), expected);
         }
     });
 });
