@@ -10,7 +10,7 @@ use super::throughput::{self, ThroughputOptions};
 use super::topo::LabOptions;
 use clap::Subcommand;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -363,7 +363,13 @@ fn finish<T>(result: Result<T, instance::LabError>, stop: &AtomicBool, print: im
     }
 }
 
-fn lab_run(o: &RunOptions, json: bool) -> ExitCode {
+/// Runs a lab job that reports: progress lines on stdout (stderr with `json`, so stdout carries
+/// only the JSON), then the report as a table (`format`) or as JSON. Ctrl-C removes the lab.
+fn report_job<R: serde::Serialize>(
+    json: bool,
+    job: impl FnOnce(&Path, &Arc<AtomicBool>, &mut dyn std::io::Write) -> Result<R, instance::LabError>,
+    format: impl FnOnce(&R) -> String,
+) -> ExitCode {
     let bin = match std::env::current_exe() {
         Ok(b) => b,
         Err(e) => return fail(format!("cannot find the scrubber binary: {e}")),
@@ -372,67 +378,29 @@ fn lab_run(o: &RunOptions, json: bool) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let result = if json {
-        run::run(o, &bin, &stop, &mut std::io::stderr())
-    } else {
-        run::run(o, &bin, &stop, &mut std::io::stdout())
-    };
+    let result = if json { job(&bin, &stop, &mut std::io::stderr()) } else { job(&bin, &stop, &mut std::io::stdout()) };
     finish(result, &stop, |r| {
         if json {
             println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
         } else {
-            print!("{}", run::format_report(&r));
+            print!("{}", format(&r));
         }
     })
 }
 
+fn lab_run(o: &RunOptions, json: bool) -> ExitCode {
+    report_job(json, |bin, stop, live| run::run(o, bin, stop, live), run::format_report)
+}
+
 fn lab_bench(o: &BenchOptions, json: bool) -> ExitCode {
-    let bin = match std::env::current_exe() {
-        Ok(b) => b,
-        Err(e) => return fail(format!("cannot find the scrubber binary: {e}")),
-    };
-    let stop = match stop_flag() {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let result = if json {
-        bench::run(o, &bin, &stop, &mut std::io::stderr())
-    } else {
-        bench::run(o, &bin, &stop, &mut std::io::stdout())
-    };
-    finish(result, &stop, |r| {
-        if json {
-            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-        } else {
-            print!("{}", bench::format_report(&r));
-        }
-    })
+    report_job(json, |bin, stop, live| bench::run(o, bin, stop, live), bench::format_report)
 }
 
 fn lab_throughput(o: &ThroughputOptions, json: bool) -> ExitCode {
     if let Err(e) = o.validate() {
         return fail(e);
     }
-    let bin = match std::env::current_exe() {
-        Ok(b) => b,
-        Err(e) => return fail(format!("cannot find the scrubber binary: {e}")),
-    };
-    let stop = match stop_flag() {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let result = if json {
-        throughput::run(o, &bin, &stop, &mut std::io::stderr())
-    } else {
-        throughput::run(o, &bin, &stop, &mut std::io::stdout())
-    };
-    finish(result, &stop, |r| {
-        if json {
-            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-        } else {
-            print!("{}", throughput::format_report(&r));
-        }
-    })
+    report_job(json, |bin, stop, live| throughput::run(o, bin, stop, live), throughput::format_report)
 }
 
 fn up(opts: LabOptions, daemon: bool, services: bool) -> ExitCode {
