@@ -6,7 +6,7 @@ daemon logged no error. Exit status 0 when all hold; a JSON summary on stdout ei
 
 Usage: scripts/soak.py [--seconds N] [--bin target/ci/scrubber] [--warmup S] [--max-growth-kib K]
 """
-import argparse, json, os, subprocess, sys, time
+import argparse, json, os, subprocess, sys, threading, time
 
 p = argparse.ArgumentParser()
 p.add_argument("--seconds", type=int, default=600)
@@ -60,11 +60,33 @@ def counters():
     flatten("xdp", s["xdp"], out)
     return out
 
+# The report is read on a thread: a long run's report outgrows the pipe's buffer, and the run
+# cannot exit before it is written.
+report_parts = []
+reader = threading.Thread(target=lambda: report_parts.append(run.stdout.read()), daemon=True)
+reader.start()
+
+# The lab removes its state directory (and the daemon's log) when the run ends, so the log is
+# read as it grows.
+log_offset, log_chunks = 0, []
+
+def read_log():
+    global log_offset
+    try:
+        with open(f"{state_dir}/daemon.log", errors="replace") as f:
+            f.seek(log_offset)
+            chunk = f.read()
+            log_offset = f.tell()
+            log_chunks.append(chunk)
+    except OSError:
+        pass
+
 samples, backwards, pid = [], [], None
 start = time.time()
 last = None
 while run.poll() is None:
     time.sleep(10)
+    read_log()
     pid = pid or daemon_pid()
     if not pid or not os.path.exists(f"/proc/{pid}"):
         continue
@@ -77,13 +99,9 @@ while run.poll() is None:
         backwards += [{"t": t, "counter": k, "from": last[k], "to": v} for k, v in c.items() if k in last and v < last[k]]
     last = c
 
-report_text = run.stdout.read()
-log = ""
-try:
-    with open(f"{state_dir}/daemon.log") as f:
-        log = f.read()
-except OSError:
-    pass
+reader.join(timeout=30)
+report_text = "".join(report_parts)
+log = "".join(log_chunks)
 errors = [l for l in log.splitlines() if " ERROR " in l or '"level":"ERROR"' in l]
 warm = [s["rss_kib"] for s in samples if s["t"] >= a.warmup]
 growth = (max(warm) - warm[0]) if len(warm) >= 2 else 0
@@ -92,10 +110,11 @@ result = {
     "samples": samples,
     "rss_growth_after_warmup_kib": growth,
     "counters_backwards": backwards,
+    "log_bytes_read": len(log),
     "log_errors": errors[:20],
     "lab_report": json.loads(report_text) if report_text.strip().startswith("{") else None,
 }
-ok = run.returncode == 0 and len(warm) >= 2 and growth <= a.max_growth_kib and not backwards and not errors
+ok = run.returncode == 0 and len(log) > 0 and len(warm) >= 2 and growth <= a.max_growth_kib and not backwards and not errors
 result["ok"] = ok
 print(json.dumps(result, indent=2))
 sys.exit(0 if ok else 1)
