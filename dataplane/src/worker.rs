@@ -82,7 +82,6 @@ pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock:
     let mut verdicts = [Verdict::Pass; MAX_BATCH];
     let mut lens = [0usize; MAX_BATCH];
     let mut dest = [Dest::Free; MAX_BATCH];
-    let mut idle = 0u32;
     let mut pass_dropped = 0u64;
     let mut last_publish = 0u64;
     let mut activity = Activity::default();
@@ -126,16 +125,9 @@ pub fn run(mut io: Io, mut pipeline: Pipeline, shared: Arc<WorkerShared>, clock:
         }
         io.kick();
         if received == 0 {
-            activity.idle_passes += 1;
             pipeline.adopt_latest();
-            idle = idle.saturating_add(1);
-            if idle > SPIN_PASSES && io.outstanding() == 0 {
-                let _ = io.wait(IDLE_POLL_MS);
-            }
-        } else {
-            idle = 0;
-            activity.busy_passes += 1;
         }
+        activity.pass(received, &mut io);
         if pipeline.generation() != generation {
             generation = pipeline.generation();
             shared.generation.store(generation, Ordering::Release);
@@ -197,7 +189,6 @@ pub fn run_minimal(mut io: Io, dst_mac: [u8; 6], src_mac: [u8; 6], shared: Arc<W
     let dest = [Dest::Onward; MAX_BATCH];
     let mut stats = Stats::default();
     let forward = Verdict::Forward.kind().index();
-    let mut idle = 0u32;
     let mut last_publish = 0u64;
     let mut activity = Activity::default();
     shared.running.store(true, Ordering::Release);
@@ -208,15 +199,10 @@ pub fn run_minimal(mut io: Io, dst_mac: [u8; 6], src_mac: [u8; 6], shared: Arc<W
         let n = io.receive(Side::Ingress);
         let now = clock();
         if n == 0 {
-            activity.idle_passes += 1;
             io.kick();
-            idle = idle.saturating_add(1);
-            if idle > SPIN_PASSES && io.outstanding() == 0 {
-                let _ = io.wait(IDLE_POLL_MS);
-            }
-        } else {
-            idle = 0;
-            activity.busy_passes += 1;
+        }
+        activity.pass(n, &mut io);
+        if n > 0 {
             activity.batch_sizes[batch_bucket(n)] += 1;
             {
                 let mut frames = io.frames(n);
@@ -261,6 +247,26 @@ struct Activity {
     batch_sizes: [u64; BATCH_BUCKETS],
     busy_passes: u64,
     idle_passes: u64,
+    /// Empty passes in a row.
+    idle_streak: u32,
+}
+
+impl Activity {
+    /// Counts one pass of a worker loop that received `received` frames; after `SPIN_PASSES`
+    /// empty passes in a row with no transmit outstanding, sleeps in poll (up to
+    /// `IDLE_POLL_MS`) instead of spinning.
+    fn pass(&mut self, received: usize, io: &mut Io) {
+        if received > 0 {
+            self.idle_streak = 0;
+            self.busy_passes += 1;
+            return;
+        }
+        self.idle_passes += 1;
+        self.idle_streak = self.idle_streak.saturating_add(1);
+        if self.idle_streak > SPIN_PASSES && io.outstanding() == 0 {
+            let _ = io.wait(IDLE_POLL_MS);
+        }
+    }
 }
 
 fn publish(
