@@ -300,3 +300,17 @@ pub fn assert_no_leftovers(id: &str) {
     let l = lab::leftovers(id).unwrap_or_else(|e| panic!("leftovers: {e}"));
     assert!(l.is_empty(), "lab {id} left {l:?}");
 }
+
+/// Asserts every request of `r` succeeded from every source, naming the first failures.
+pub fn assert_all_ok(what: &str, r: &CurlReport) {
+    let failures = r.failures();
+    assert!(
+        failures.is_empty(),
+        "{what}: {} of {} failed, first: {:?}",
+        failures.len(),
+        r.attempts,
+        &failures[..failures.len().min(3)]
+    );
+    assert_eq!(r.sources_ok, r.attempts, "{what}: every source succeeds");
+    eprintln!("{what}: {}/{} ok, latency {:?} us", r.succeeded, r.attempts, r.latency_us);
+}

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tests::topo::{ORIGIN_V4, ORIGIN_V6, SCRUB_IN0_V4, SCRUB_IN0_V6, UNPROTECTED_V4, UNPROTECTED_V6};
 use tests::{
-    Cmd, CurlReport, GenSpec, LabOptions, Role, ScrubStats, TempConfig, TestLab, assert_no_leftovers,
+    Cmd, GenSpec, LabOptions, Role, ScrubStats, TempConfig, TestLab, assert_all_ok, assert_no_leftovers,
     client_sources_v4, client_sources_v6, require_root, scrubber_bin, wait_for, xdp_attached,
 };
 
@@ -23,19 +23,6 @@ fn v4(a: std::net::Ipv4Addr) -> IpAddr {
 
 fn v6(a: std::net::Ipv6Addr) -> IpAddr {
     IpAddr::V6(a)
-}
-
-fn assert_all_ok(what: &str, r: &CurlReport) {
-    let failures = r.failures();
-    assert!(
-        failures.is_empty(),
-        "{what}: {} of {} failed, first: {:?}",
-        failures.len(),
-        r.attempts,
-        &failures[..failures.len().min(3)]
-    );
-    assert_eq!(r.sources_ok, r.attempts, "{what}: every source succeeds");
-    eprintln!("{what}: {}/{} ok, latency {:?} us", r.succeeded, r.attempts, r.latency_us);
 }
 
 /// Asserts the requests of `conns` TCP connections crossed AF_XDP: XDP redirected them, a worker

@@ -10,8 +10,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 use tests::topo::{ORIGIN_V4, ORIGIN_V6, SCRUB_IN0_V4, SCRUB_IN0_V6, UNPROTECTED_V4, UNPROTECTED_V6};
 use tests::{
-    Cmd, GreImpl, Hping, HpingMode, LabOptions, Role, TestLab, VlanImpl, assert_no_leftovers, client_sources_v4,
-    client_sources_v6, lab, require_root, scrubber_bin,
+    Cmd, GreImpl, Hping, HpingMode, LabOptions, Role, TestLab, VlanImpl, assert_all_ok, assert_no_leftovers,
+    client_sources_v4, client_sources_v6, lab, require_root, scrubber_bin,
 };
 
 const HELLO: &str = "/hello.txt";
@@ -22,19 +22,6 @@ fn v4(a: std::net::Ipv4Addr) -> IpAddr {
 
 fn v6(a: std::net::Ipv6Addr) -> IpAddr {
     IpAddr::V6(a)
-}
-
-fn assert_all_ok(what: &str, r: &tests::CurlReport) {
-    let failures = r.failures();
-    assert!(
-        failures.is_empty(),
-        "{what}: {} of {} failed, first: {:?}",
-        failures.len(),
-        r.attempts,
-        &failures[..failures.len().min(3)]
-    );
-    assert_eq!(r.sources_ok, r.attempts, "{what}: every source succeeds");
-    eprintln!("{what}: {}/{} ok, latency {:?} us", r.succeeded, r.attempts, r.latency_us);
 }
 
 /// Fail-open (no daemon): 200 IPv4 and 64 IPv6 client sources fetch from origin through the
