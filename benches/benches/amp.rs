@@ -17,6 +17,10 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+/// The daemon's allocator, so that tables sit on huge pages as they do in production.
+#[global_allocator]
+static ALLOC: dataplane::mem::HugePageAlloc = dataplane::mem::HugePageAlloc;
+
 const POOL: usize = 1 << 14;
 
 fn reflector(i: usize) -> IpAddr {

@@ -7,6 +7,10 @@ use dataplane::policy::lpm::{Entry, LpmMap};
 use std::hint::black_box;
 use std::time::Duration;
 
+/// The daemon's allocator, so that tables sit on huge pages as they do in production.
+#[global_allocator]
+static ALLOC: dataplane::mem::HugePageAlloc = dataplane::mem::HugePageAlloc;
+
 fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("lpm");
     group.throughput(Throughput::Elements(64));

@@ -8,6 +8,10 @@ use dataplane::ratelimit::Rate;
 use std::hint::black_box;
 use std::time::Duration;
 
+/// The daemon's allocator, so that tables sit on huge pages as they do in production.
+#[global_allocator]
+static ALLOC: dataplane::mem::HugePageAlloc = dataplane::mem::HugePageAlloc;
+
 fn run(c: &mut Criterion, name: &str, mut pool: FramePool, mut pipeline: dataplane::Pipeline) {
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(BATCH as u64));

@@ -32,6 +32,10 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+/// The daemon's allocator, so that tables sit on huge pages as they do in production.
+#[global_allocator]
+static ALLOC: dataplane::mem::HugePageAlloc = dataplane::mem::HugePageAlloc;
+
 const N: usize = 1 << 20;
 const SLOT: usize = 128;
 const PER_ITER: usize = 64;
@@ -46,6 +50,7 @@ struct Pool {
 impl Pool {
     fn new(frames: impl Iterator<Item = Vec<u8>>) -> Pool {
         let mut buf = vec![0u8; N * SLOT];
+        dataplane::mem::keep_small_pages(&mut buf);
         let mut lens = Vec::with_capacity(N);
         for (i, f) in frames.enumerate() {
             buf[i * SLOT..i * SLOT + f.len()].copy_from_slice(&f);

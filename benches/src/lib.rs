@@ -74,6 +74,7 @@ impl FramePool {
     pub fn new(frames: impl IntoIterator<Item = Vec<u8>>, slot: usize) -> FramePool {
         let frames: Vec<Vec<u8>> = frames.into_iter().collect();
         let mut buf = vec![0u8; frames.len() * slot];
+        dataplane::mem::keep_small_pages(&mut buf);
         let mut lens = Vec::with_capacity(frames.len());
         for (i, f) in frames.iter().enumerate() {
             let at = i * slot + HEADROOM;

@@ -5,8 +5,8 @@
 //! snapshot) or lives in bounded per-worker tables. The modules under it are one concern each:
 //! `parse` (Ethernet/VLAN/IP/L4), `wire` (views smoltcp lacks), `policy` (prefix maps, lists,
 //! rules), `filters` (baseline checks), `ratelimit`, `table` (bounded state), `forward`
-//! (egress rewriting), `reply` (in-place replies), `stats` (counters), `build` (a frame builder
-//! for tests, benches and the generator).
+//! (egress rewriting), `reply` (in-place replies), `stats` (counters), `mem` (huge pages for
+//! the big tables), `build` (a frame builder for tests, benches and the generator).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -19,6 +19,7 @@ pub mod enums;
 pub mod filters;
 pub mod forward;
 pub mod frame;
+pub mod mem;
 pub mod parse;
 pub mod pipeline;
 pub mod policy;

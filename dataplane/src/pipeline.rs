@@ -95,9 +95,11 @@ impl Default for PipelineConfig {
 /// Frames decided per pass; longer batches are split.
 const MAX_BATCH: usize = 256;
 
-/// What the first pass over a batch learned about one frame: the parse, and the table lookups
-/// that may miss the cache. Doing these for the whole batch first lets the CPU overlap the
-/// memory accesses of independent frames instead of waiting on each in turn.
+/// What the first passes over a batch learned about one frame: the parse, and the table
+/// lookups that may miss the cache. A batch is decided in three passes: parse and start loading
+/// the list indexes; read the indexes and start loading the list records (and QUIC's tables);
+/// then look up and decide. Each pass runs over the whole batch before the next, so the CPU
+/// overlaps the memory trips of independent frames instead of waiting on each in turn.
 #[derive(Clone, Copy, Debug)]
 struct Lookup {
     parsed: Result<Option<PacketInfo>, DropReason>,
@@ -109,21 +111,29 @@ struct Lookup {
 impl Lookup {
     const EMPTY: Lookup = Lookup { parsed: Ok(None), dst: None, allowed: false, denied: false };
 
-    /// Parses the frame and starts loading the list records its lookups will read.
+    /// Pass 1: parses the frame and starts loading the list index entries.
     #[inline]
     fn parse(policy: &Policy, frame: &[u8]) -> Lookup {
         let parsed = parse(frame);
         if let Ok(Some(info)) = parsed {
-            policy.prefetch_lists(info.src);
+            policy.prefetch_list_index(info.src);
         }
         Lookup { parsed, ..Lookup::EMPTY }
     }
 
-    /// The lookups, once every frame of the batch has been parsed.
+    /// Pass 2: classifies the destination and starts loading the list records.
+    #[inline]
+    fn classify(&mut self, policy: &Policy) {
+        if let Ok(Some(info)) = self.parsed {
+            self.dst = policy.classify_dst(info.dst);
+            policy.prefetch_lists(info.src);
+        }
+    }
+
+    /// Pass 3: the list lookups, once the batch's records are on their way.
     #[inline]
     fn look_up(&mut self, policy: &Policy, now: Now) {
         if let Ok(Some(info)) = self.parsed {
-            self.dst = policy.classify_dst(info.dst);
             self.allowed = policy.allowed(info.src, now.mono_ns);
             self.denied = policy.denied(info.src, now.mono_ns);
         }
@@ -247,32 +257,36 @@ impl Pipeline {
         let state = &mut self.state;
         state.adopt(&policy);
         state.last_now_ns = now.mono_ns;
+        // Held apart from `state` for the batch so that `decide` reads each record in place
+        // (copying it out cost a store-forwarding stall per frame).
+        let mut lookups = std::mem::take(&mut state.lookups);
         for (frames, verdicts) in frames.chunks_mut(MAX_BATCH).zip(verdicts.chunks_mut(MAX_BATCH)) {
-            for (frame, lookup) in frames.iter().zip(state.lookups.iter_mut()) {
+            for (frame, lookup) in frames.iter().zip(lookups.iter_mut()) {
                 *lookup = Lookup::parse(&policy, frame.data());
             }
-            for (frame, lookup) in frames.iter().zip(state.lookups.iter_mut()) {
-                lookup.look_up(&policy, now);
+            for (frame, lookup) in frames.iter().zip(lookups.iter_mut()) {
+                lookup.classify(&policy);
                 // Start the QUIC table reads of this frame so the batch's misses overlap.
                 if let (Ok(Some(info)), Some(DstClass::Protected(i))) = (lookup.parsed, lookup.dst) {
                     let quic = &policy.profile_of(i).1.quic;
                     state.quic.prefetch(&state.shared.quic, quic, &info, frame.data());
                 }
             }
-            for (i, (frame, verdict)) in frames.iter_mut().zip(verdicts.iter_mut()).enumerate() {
+            for ((frame, verdict), lookup) in frames.iter_mut().zip(verdicts.iter_mut()).zip(lookups.iter_mut()) {
                 let len = frame.len();
-                let lookup = state.lookups[i];
-                let v = state.decide(&policy, now, frame, &lookup);
+                lookup.look_up(&policy, now);
+                let v = state.decide(&policy, now, frame, lookup);
                 state.stats.verdict(v, len);
-                if let (Verdict::Drop(reason), Ok(Some(info))) = (v, lookup.parsed) {
+                if let (Verdict::Drop(reason), Ok(Some(info))) = (v, &lookup.parsed) {
                     state.talkers.drop_seen(reason, info.src, info.dst);
                 }
                 if let Some(session) = capture.as_deref() {
-                    state.offer_capture(session, now, v, &lookup, frame.data());
+                    state.offer_capture(session, now, v, lookup, frame.data());
                 }
                 *verdict = v;
             }
         }
+        state.lookups = lookups;
         state.stats.batches += 1;
     }
 

@@ -5,6 +5,10 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Large tables on transparent huge pages (see `dataplane::mem`): fewer TLB misses per lookup.
+#[global_allocator]
+static ALLOC: dataplane::mem::HugePageAlloc = dataplane::mem::HugePageAlloc;
+
 mod check;
 mod daemon;
 mod generator;

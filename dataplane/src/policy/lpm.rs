@@ -16,6 +16,10 @@ use core::fmt;
 /// Bounds on the bits of key used by the bucket index (chosen per map from its size).
 const MIN_INDEX_BITS: u32 = 8;
 const MAX_INDEX_BITS: u32 = 18;
+/// How many ranges past the first candidate `prefetch` covers.
+const PREFETCH_SPAN: usize = 12;
+/// Ranges per 64-byte cache line (at least one).
+const RANGES_PER_LINE: usize = 4;
 
 /// An unsigned integer usable as an address key.
 pub trait LpmKey: Copy + Ord + fmt::Debug + Send + Sync + 'static {
@@ -246,9 +250,33 @@ impl<K: LpmKey, V: Copy + PartialEq> LpmMap<K, V> {
         if self.ranges.is_empty() || key < self.min || key > self.max {
             return;
         }
-        let lo = self.index[key.bucket(self.skip, self.bits)] as usize;
-        if let Some(r) = self.ranges.get(lo.saturating_sub(1)) {
+        let b = key.bucket(self.skip, self.bits);
+        let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
+        // The search reads ranges lo-1 ..= hi-1; a bucket holds a handful, so this is one to
+        // three lines (bounded, so a crowded bucket does not turn into a long prefetch loop).
+        let first = lo.saturating_sub(1);
+        let last = hi.saturating_sub(1).clamp(first, first + PREFETCH_SPAN);
+        let mut at = first;
+        while at <= last {
+            if let Some(r) = self.ranges.get(at) {
+                crate::xsk::prefetch_ref(r);
+            }
+            at += RANGES_PER_LINE;
+        }
+        if let Some(r) = self.ranges.get(last) {
             crate::xsk::prefetch_ref(r);
+        }
+    }
+
+    /// Starts loading the index entry a `prefetch(key)` will read: the first of the two stages
+    /// that let a batch overlap both of a large map's memory trips.
+    #[inline]
+    pub fn prefetch_index(&self, key: K) {
+        if self.ranges.is_empty() || key < self.min || key > self.max {
+            return;
+        }
+        if let Some(slot) = self.index.get(key.bucket(self.skip, self.bits)) {
+            crate::xsk::prefetch_ref(slot);
         }
     }
 

@@ -264,6 +264,16 @@ impl PrefixList {
         }
     }
 
+    /// Starts loading the index entry `prefetch(addr)` will read.
+    #[inline]
+    pub fn prefetch_index(&self, addr: Addr) {
+        if addr.is_v4() {
+            self.v4.prefetch_index(addr.v4_value());
+        } else {
+            self.v6.prefetch_index(addr.0);
+        }
+    }
+
     /// Number of prefixes (both families).
     pub fn len(&self) -> usize {
         self.v4.prefix_count() + self.v6.prefix_count()
@@ -298,6 +308,17 @@ impl Policy {
     #[inline]
     pub fn denied(&self, src: Addr, now_ns: u64) -> bool {
         self.deny.live(src, now_ns) || self.deny_runtime.live(src, now_ns)
+    }
+
+    /// First stage of loading what `denied(src)` and `allowed(src)` will read: the lists' index
+    /// entries. `prefetch_lists` is the second stage; a batch runs each stage over all its frames
+    /// before the next, so the memory trips of independent frames overlap.
+    #[inline]
+    pub fn prefetch_list_index(&self, src: Addr) {
+        self.deny.prefetch_index(src);
+        self.deny_runtime.prefetch_index(src);
+        self.allow.prefetch_index(src);
+        self.allow_runtime.prefetch_index(src);
     }
 
     /// Starts loading what `denied(src)` and `allowed(src)` will read (large lists miss the cache).

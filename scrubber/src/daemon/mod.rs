@@ -440,7 +440,14 @@ fn start(
     }
     let server = control_socket::Server::start(daemon.clone()).map_err(|e| StartError(e.to_string()))?;
     let metrics = metrics::MetricsServer::start(&daemon).map_err(|e| StartError(e.to_string()))?;
-    info!(socket = %daemon.config.daemon.control_socket.display(), workers = daemon.workers.len(), "scrubbing");
+    info!(
+        socket = %daemon.config.daemon.control_socket.display(),
+        workers = daemon.workers.len(),
+        // Tables are advised onto transparent huge pages; 0 here means THP is off (`never`)
+        // and lookups pay a TLB miss more often.
+        huge_page_mib = dataplane::mem::huge_page_bytes().unwrap_or(0) >> 20,
+        "scrubbing"
+    );
 
     // Housekeeping: counter history for rates (every second), expiry of runtime list entries.
     let mut last_tick = Instant::now() - Duration::from_secs(1);
