@@ -266,10 +266,12 @@ impl Pipeline {
             }
             for (frame, lookup) in frames.iter().zip(lookups.iter_mut()) {
                 lookup.classify(&policy);
-                // Start the QUIC table reads of this frame so the batch's misses overlap.
+                // Start the countermeasures' table reads of this frame so the batch's misses
+                // overlap.
                 if let (Ok(Some(info)), Some(DstClass::Protected(i))) = (lookup.parsed, lookup.dst) {
-                    let quic = &policy.profile_of(i).1.quic;
-                    state.quic.prefetch(&state.shared.quic, quic, &info, frame.data());
+                    let profile = policy.profile_of(i).1;
+                    state.quic.prefetch(&state.shared.quic, &profile.quic, &info, frame.data());
+                    state.shared.syn.prefetch(&profile.syn, &info, &state.replies);
                 }
             }
             for ((frame, verdict), lookup) in frames.iter_mut().zip(verdicts.iter_mut()).zip(lookups.iter_mut()) {

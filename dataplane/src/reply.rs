@@ -202,13 +202,27 @@ impl ReplyBudget {
         }
     }
 
-    /// Takes one reply to `to` from both budgets; false when either is exhausted.
+    /// The keyed hash of a reply destination (slot index in the low bits, tag in the high).
     #[inline]
-    pub fn admit(&mut self, to: Addr, now_ns: u64) -> bool {
+    fn hash(&self, to: Addr) -> u64 {
         use core::hash::Hasher;
         let mut h = siphasher::sip::SipHasher13::new_with_keys(self.key.0, self.key.1);
         h.write_u128(to.0);
-        let hash = h.finish();
+        h.finish()
+    }
+
+    /// Starts loading the slot `admit(to)` will read (the pipeline's lookup pass; changes
+    /// nothing). The slots are a table of a megabyte or more, read at random by a flood.
+    #[inline]
+    pub fn prefetch(&self, to: Addr) {
+        let hash = self.hash(to);
+        crate::xsk::prefetch_ref(&self.slots[(hash as usize) & (self.slots.len() - 1)]);
+    }
+
+    /// Takes one reply to `to` from both budgets; false when either is exhausted.
+    #[inline]
+    pub fn admit(&mut self, to: Addr, now_ns: u64) -> bool {
+        let hash = self.hash(to);
         let mask = self.slots.len() - 1;
         let slot = &mut self.slots[(hash as usize) & mask];
         let tag = (hash >> 32) as u32;

@@ -250,6 +250,19 @@ impl Shared {
     pub fn is_verified(&self, src: Addr, now: Now) -> bool {
         self.verified.lookup(src, now.mono_ns / SEC).is_some()
     }
+
+    /// Starts loading what `inspect` will read for this frame under `settings`: the verified
+    /// table for any TCP, and the reply budget's slot for a SYN, which may be challenged (the
+    /// pipeline's lookup pass; changes nothing).
+    #[inline]
+    pub fn prefetch(&self, settings: &Settings, info: &PacketInfo, replies: &ReplyBudget) {
+        if settings.method != Method::Off && info.protocol == proto::TCP {
+            self.verified.prefetch(info.src);
+            if info.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN {
+                replies.prefetch(info.src);
+            }
+        }
+    }
 }
 
 /// Everything `inspect` reads besides the packet: shared tables, policy parts, clock.

@@ -123,6 +123,14 @@ impl Verified {
         (&self.filter[(bit >> 6) as usize], 1 << (bit & 63))
     }
 
+    /// Starts loading the filter word and the set a `lookup(src)` reads (changes nothing).
+    #[inline]
+    pub fn prefetch(&self, src: Addr) {
+        let (set, fp) = self.slot(src);
+        crate::xsk::prefetch_ref(self.filter_bit(fp).0);
+        crate::xsk::prefetch_ref(set);
+    }
+
     /// Seconds of verification left for `src` at monotonic second `now_s` (None: not verified).
     #[inline]
     pub fn lookup(&self, src: Addr, now_s: u64) -> Option<u32> {
