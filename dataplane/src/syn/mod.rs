@@ -252,15 +252,21 @@ impl Shared {
     }
 
     /// Starts loading what `inspect` will read for this frame under `settings`: the verified
-    /// table for any TCP, and the reply budget's slot for a SYN, which may be challenged (the
-    /// pipeline's lookup pass; changes nothing).
+    /// table for the segments that consult it (SYN, a bare RST, anything under `strict` or an
+    /// unverified budget; not the ACKs of established connections), and the reply budget's slot
+    /// for a SYN, which may be challenged. For the pipeline's lookup pass; changes nothing.
     #[inline]
     pub fn prefetch(&self, settings: &Settings, info: &PacketInfo, replies: &ReplyBudget) {
-        if settings.method != Method::Off && info.protocol == proto::TCP {
+        if settings.method == Method::Off || info.protocol != proto::TCP {
+            return;
+        }
+        let syn = info.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+        let answer = info.tcp_flags & (tcp_flags::RST | tcp_flags::ACK | tcp_flags::SYN) == tcp_flags::RST;
+        if syn || answer || settings.strict || settings.unverified_limit.is_some() {
             self.verified.prefetch(info.src);
-            if info.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN {
-                replies.prefetch(info.src);
-            }
+        }
+        if syn {
+            replies.prefetch(info.src);
         }
     }
 }
