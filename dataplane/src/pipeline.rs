@@ -261,6 +261,12 @@ impl Pipeline {
         // (copying it out cost a store-forwarding stall per frame).
         let mut lookups = std::mem::take(&mut state.lookups);
         for (frames, verdicts) in frames.chunks_mut(MAX_BATCH).zip(verdicts.chunks_mut(MAX_BATCH)) {
+            // Pass 0: start every frame's first line, so that pass 1 does not meet each frame's
+            // miss (and its TLB walk) one after the other. A worker prefetches on receive too;
+            // this covers callers that do not, and frames received long before.
+            for frame in frames.iter() {
+                crate::xsk::prefetch(frame.data().as_ptr());
+            }
             for (frame, lookup) in frames.iter().zip(lookups.iter_mut()) {
                 *lookup = Lookup::parse(&policy, frame.data());
             }
