@@ -167,7 +167,7 @@ pub struct QuicProfileConfig {
     pub dst_initial_pps: u64,
     /// Burst window of both Initial budgets, in milliseconds.
     pub initial_burst_ms: u32,
-    /// Compute the JA4-style fingerprint.
+    /// Compute the JA4-style fingerprint (when a fingerprint rule or a running capture reads it).
     pub fingerprint: bool,
     /// Action when no rule matches.
     pub hello_default: HelloActionConfig,

@@ -260,6 +260,7 @@ impl Pipeline {
         // Held apart from `state` for the batch so that `decide` reads each record in place
         // (copying it out cost a store-forwarding stall per frame).
         let mut lookups = std::mem::take(&mut state.lookups);
+        state.quic.set_capturing(capture.is_some());
         for (frames, verdicts) in frames.chunks_mut(MAX_BATCH).zip(verdicts.chunks_mut(MAX_BATCH)) {
             // Pass 0: start every frame's first line, so that pass 1 does not meet each frame's
             // miss (and its TLB walk) one after the other. A worker prefetches on receive too;

@@ -176,7 +176,9 @@ pub struct Settings {
     pub src_initial_rate: Option<Rate>,
     /// Budget of first Initials per destination address, appliance-wide.
     pub dst_initial_rate: Option<Rate>,
-    /// Compute the JA4-style fingerprint (needed by fingerprint rules and capture tags).
+    /// Compute the JA4-style fingerprint when something reads it: a fingerprint rule of the
+    /// profile, or a running capture (whose tags carry it). Flows that began while neither was
+    /// the case carry no fingerprint.
     pub fingerprint: bool,
     /// ClientHello rules in order.
     pub hello_rules: Vec<HelloRule>,
@@ -331,6 +333,8 @@ pub struct State {
     frames: Frames,
     hello: HelloInfo,
     last_tag: (u32, u32),
+    /// A capture is running (set per batch): its tags carry fingerprints, so compute them.
+    capturing: bool,
 }
 
 /// The kind of a packet that is not a client Initial, for gating.
@@ -358,6 +362,7 @@ impl State {
             frames: Frames::default(),
             hello: HelloInfo::default(),
             last_tag: (0, 0),
+            capturing: false,
         }
     }
 
@@ -366,6 +371,12 @@ impl State {
         stats.tables[Table::QuicFlows.index()] = self.flows.stats();
         stats.tables[Table::QuicSrcBuckets.index()] = self.src_buckets.stats();
         stats.tables[Table::QuicDstBuckets.index()] = self.dst_buckets.stats();
+    }
+
+    /// Tells whether a capture is running, so that new flows' fingerprints are computed for its
+    /// tags (the pipeline calls this once per batch).
+    pub fn set_capturing(&mut self, on: bool) {
+        self.capturing = on;
     }
 
     /// ClientHello summary (SNI, ALPN, fingerprint) of the flow of the last packet inspected, if
@@ -742,8 +753,11 @@ impl State {
         let Some(msg) = self.assembly.message() else {
             return Check::Reject(DropReason::QuicHelloIncomplete);
         };
+        // The fingerprint costs four SHA-256 blocks and two sorts, about a tenth of a first
+        // Initial's check: computed only when a rule or a capture will read it.
+        let fingerprint = s.fingerprint && (self.capturing || s.hello_rules.iter().any(|r| r.fingerprint.is_some()));
         if let Err(HelloError::Malformed | HelloError::NoTransportParameters) =
-            client_hello::parse(msg, s.fingerprint, &mut self.hello)
+            client_hello::parse(msg, fingerprint, &mut self.hello)
         {
             flow.state = FlowState::Refused;
             return Check::Reject(DropReason::QuicBadClientHello);

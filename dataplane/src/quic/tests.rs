@@ -524,6 +524,33 @@ fn client_hello_rules_by_sni_and_fingerprint() {
 }
 
 #[test]
+fn fingerprints_are_computed_only_when_a_rule_or_a_capture_reads_them() {
+    let d = rfc9001();
+    let mut h = Harness::new();
+    assert_eq!(h.send(&d), Check::Clean);
+    let hello = h.state.last_hello().expect("tagged");
+    assert_eq!(hello.sni(), b"example.com", "SNI is always known");
+    assert_eq!(hello.ja4_str(), "", "nothing reads a fingerprint");
+
+    let mut h = Harness::new();
+    h.state.set_capturing(true);
+    assert_eq!(h.send(&d), Check::Clean);
+    assert!(h.state.last_hello().expect("tagged").ja4_str().starts_with("q13d"), "for the capture's tags");
+
+    let mut h = Harness::new();
+    h.settings.hello_rules =
+        vec![HelloRule { sni: None, fingerprint: Some(FingerprintPattern::parse("x13*")), action: HelloAction::Drop }];
+    assert_eq!(h.send(&d), Check::Clean, "the rule does not match");
+    assert!(h.state.last_hello().expect("tagged").ja4_str().starts_with("q13d"), "for the rule");
+
+    let mut h = Harness::new();
+    h.settings.fingerprint = false;
+    h.state.set_capturing(true);
+    assert_eq!(h.send(&d), Check::Clean);
+    assert_eq!(h.state.last_hello().expect("tagged").ja4_str(), "", "fingerprinting off");
+}
+
+#[test]
 fn tables_are_bounded_and_counted() {
     let ks = KeySchedule::new();
     let mut h = Harness::new();
