@@ -8,9 +8,8 @@
 //! - `challenge_inspect`: `syn::State::inspect` on the same SYNs: also the verified-table lookup
 //!   (a miss, as for a spoofed source) and the reply budget (a per-address bucket table of 64 K
 //!   entries churned by 1 M addresses; its budget set high enough to admit everything).
-//! - `challenge_inspect_batched`: the same as the pipeline runs it: 64 frames copied into an RX
-//!   ring and parsed, with `Shared::prefetch` starting each verified-table and reply-budget
-//!   read, then inspected.
+//!   The pipeline-level figure, with the lookup pass's prefetches, is
+//!   `pipeline/syn_flood_challenge_warm_frames` in the pipeline bench.
 //! - `validate_valid`: parse + cookie check of RSTs answering those challenges (current slot).
 //! - `validate_invalid`: the same with forged values (the worst case: three MACs computed).
 //! - `rst_inspect`: `inspect` of the valid RSTs, marking a source verified in the shared table.
@@ -180,43 +179,6 @@ fn benches(c: &mut Criterion) {
                     now: NOW,
                 };
                 sent += u32::from(state.inspect(&env, &info, &mut frame, &mut replies, &mut stats) == Check::Replied);
-            }
-            at = (at + PER_ITER) % (N - PER_ITER);
-            black_box(sent)
-        })
-    });
-
-    // As the pipeline runs it: the batch's frames land in an RX ring, a first pass parses them
-    // and starts the verified-table reads, a second inspects them.
-    let mut ring = vec![[0u8; SLOT]; PER_ITER];
-    let mut infos = [None; PER_ITER];
-    let mut replies_batched = ReplyBudget::new(&config);
-    let mut at = 0usize;
-    group.bench_function("challenge_inspect_batched", |b| {
-        b.iter(|| {
-            let mut sent = 0u32;
-            for (k, i) in (at..at + PER_ITER).enumerate() {
-                let bytes = syns.frame(i);
-                ring[k][..bytes.len()].copy_from_slice(bytes);
-                infos[k] = parse(&ring[k][..bytes.len()]).ok().flatten();
-                if let Some(info) = &infos[k] {
-                    shared.prefetch(&settings, info, &replies_batched);
-                }
-            }
-            for (k, i) in (at..at + PER_ITER).enumerate() {
-                let Some(info) = infos[k] else { continue };
-                let mut frame = Frame::new(&mut ring[k], 0, syns.lens[i]);
-                let env = Env {
-                    shared: &shared,
-                    global: &global,
-                    settings: &settings,
-                    prefix: protected[usize::from(!info.dst.is_v4())],
-                    mode: Mode::Mitigate,
-                    now: NOW,
-                };
-                sent += u32::from(
-                    state.inspect(&env, &info, &mut frame, &mut replies_batched, &mut stats) == Check::Replied,
-                );
             }
             at = (at + PER_ITER) % (N - PER_ITER);
             black_box(sent)

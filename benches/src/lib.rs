@@ -244,3 +244,32 @@ pub fn malformed(n: usize) -> Vec<Vec<u8>> {
 pub fn pipeline(policy: Policy, src_buckets: usize) -> Pipeline {
     Pipeline::new(policy::cell(policy), PipelineConfig { src_buckets, ..PipelineConfig::default() })
 }
+
+/// A pipeline whose reply budgets admit everything, so that a SYN flood is challenged packet
+/// by packet instead of stopping at the budget.
+pub fn pipeline_unbounded_replies(policy: Policy) -> Pipeline {
+    let unbounded = Rate { pps: 1 << 40, bytes_per_sec: 0, burst_ms: 100 };
+    let config =
+        PipelineConfig { reply_budget: unbounded, reply_budget_per_dst: unbounded, ..PipelineConfig::default() };
+    Pipeline::new(policy::cell(policy), config)
+}
+
+/// SYNs (Linux-like options) from `n` distinct sources, three in four IPv6, to the protected
+/// servers, each from its own port and initial sequence number.
+pub fn syn_flood(n: usize) -> Vec<Vec<u8>> {
+    let mut rng = XorShift(0x5eed);
+    (0..n)
+        .map(|i| {
+            let r = rng.next_u64();
+            let (src, dst) = if i % 4 == 0 {
+                (IpAddr::V4(Ipv4Addr::from(0xc612_0000 | (r as u32 & 0x1_ffff))), server_v4())
+            } else {
+                (client_v6(r as u32), server_v6())
+            };
+            Packet::tcp(src, 1024 + (r as u16 % 60000), dst, 443)
+                .seq_ack((r >> 32) as u32, 0)
+                .tcp_options(&[2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7])
+                .build()
+        })
+        .collect()
+}
