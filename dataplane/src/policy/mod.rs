@@ -239,24 +239,37 @@ fn lookup<V: Copy + PartialEq>(v4: &LpmMap<u32, V>, v6: &LpmMap<u128, V>, addr: 
 pub struct PrefixList {
     v4: LpmMap<u32, u64>,
     v6: LpmMap<u128, u64>,
+    /// False when both maps are empty: most layers (the runtime ones above all) usually are,
+    /// and the hot path then skips them with one inlined test.
+    any: bool,
 }
 
 impl PrefixList {
     /// Builds the lookup tables of `entries` (a longer prefix wins over a shorter one).
     pub fn build(entries: impl IntoIterator<Item = (Cidr, u64)>) -> PrefixList {
         let (v4, v6) = split(entries);
-        PrefixList { v4: LpmMap::build(v4), v6: LpmMap::build(v6) }
+        let (v4, v6) = (LpmMap::build(v4), LpmMap::build(v6));
+        let any = !(v4.is_empty() && v6.is_empty());
+        PrefixList { v4, v6, any }
     }
 
     /// True when the longest prefix covering `addr` has not expired at `now_ns`.
-    #[inline]
+    #[inline(always)]
     pub fn live(&self, addr: Addr, now_ns: u64) -> bool {
+        self.any && self.live_lookup(addr, now_ns)
+    }
+
+    #[inline(never)]
+    fn live_lookup(&self, addr: Addr, now_ns: u64) -> bool {
         matches!(lookup(&self.v4, &self.v6, addr), Some(exp) if exp > now_ns)
     }
 
     /// Starts loading the records a lookup of `addr` will read.
     #[inline]
     pub fn prefetch(&self, addr: Addr) {
+        if !self.any {
+            return;
+        }
         if addr.is_v4() {
             self.v4.prefetch(addr.v4_value());
         } else {
@@ -267,6 +280,9 @@ impl PrefixList {
     /// Starts loading the index entry `prefetch(addr)` will read.
     #[inline]
     pub fn prefetch_index(&self, addr: Addr) {
+        if !self.any {
+            return;
+        }
         if addr.is_v4() {
             self.v4.prefetch_index(addr.v4_value());
         } else {
