@@ -103,6 +103,19 @@ pub enum BindMode {
     Copy,
 }
 
+/// What memory backs each worker's UMEM.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum UmemPagesConfig {
+    /// Huge pages when enough are reserved (`vm.nr_hugepages`), else small pages.
+    #[default]
+    Auto,
+    /// Huge pages, or refuse to start.
+    Huge,
+    /// Small pages.
+    Small,
+}
+
 /// XDP attach mode.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -154,6 +167,9 @@ pub struct DataplaneConfig {
     pub frames: u32,
     /// UMEM frame size in bytes (2048 or 4096).
     pub frame_size: u32,
+    /// UMEM memory: huge pages (hugetlbfs, reserved with `vm.nr_hugepages`) save a TLB miss on
+    /// nearly every frame a busy worker reads.
+    pub umem_pages: UmemPagesConfig,
     /// Preferred busy polling (SO_PREFER_BUSY_POLL) with this budget; 0 = off.
     pub busy_poll_budget: u32,
     /// A worker whose loop makes no progress this long has its queue put in the fail mode.
@@ -172,6 +188,7 @@ impl Default for DataplaneConfig {
             fill_size: 4096,
             frames: 8192,
             frame_size: 4096,
+            umem_pages: UmemPagesConfig::Auto,
             busy_poll_budget: 0,
             watchdog_ms: 500,
         }

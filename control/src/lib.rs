@@ -31,3 +31,23 @@ pub fn check_file(path: &Path) -> Result<(Config, dataplane::policy::Policy), Co
     let policy = compile(&CompileInput { config: &config, file: path, generation: 1, facts: &facts, overlay: None })?;
     Ok((config, policy))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config::UmemPagesConfig;
+
+    #[test]
+    fn umem_pages_default_to_auto_and_take_three_words() {
+        let load = |t: &str| Config::from_toml(t, Path::new("x.toml"));
+        assert_eq!(load("").expect("empty config").dataplane.umem_pages, UmemPagesConfig::Auto);
+        for (word, want) in
+            [("auto", UmemPagesConfig::Auto), ("huge", UmemPagesConfig::Huge), ("small", UmemPagesConfig::Small)]
+        {
+            let c = load(&format!("[dataplane]\numem_pages = \"{word}\"\n")).expect("valid");
+            assert_eq!(c.dataplane.umem_pages, want);
+        }
+        let e = load("[dataplane]\numem_pages = \"giant\"\n").expect_err("unknown word").to_string();
+        assert!(e.contains("x.toml: line 2") && e.contains("`auto`, `huge`, `small`"), "{e}");
+    }
+}

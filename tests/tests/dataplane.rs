@@ -431,3 +431,72 @@ fn lab_run_mixed_reports_and_reconciles() {
         "after XDP: {rc}"
     );
 }
+
+/// Huge pages reserved for the duration of a test (`vm.nr_hugepages`), the old count restored
+/// however the test ends.
+struct ReservedHugePages {
+    before: u64,
+}
+
+const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+
+fn meminfo(field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
+    let line = text.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("{field} in meminfo"));
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number")
+}
+
+impl ReservedHugePages {
+    fn more(pages: u64) -> ReservedHugePages {
+        let read =
+            || std::fs::read_to_string(NR_HUGEPAGES).expect("nr_hugepages").trim().parse::<u64>().expect("count");
+        let before = read();
+        std::fs::write(NR_HUGEPAGES, (before + pages).to_string()).expect("write nr_hugepages");
+        let guard = ReservedHugePages { before };
+        assert_eq!(read(), before + pages, "the kernel gave {pages} more huge pages");
+        guard
+    }
+}
+
+impl Drop for ReservedHugePages {
+    fn drop(&mut self) {
+        let _ = std::fs::write(NR_HUGEPAGES, self.before.to_string());
+    }
+}
+
+/// `umem_pages`: with huge pages reserved, `"huge"` maps each worker's UMEM on them (the pages are
+/// taken while the daemon runs) and traffic crosses the worker; asked for more than are free,
+/// `"huge"` refuses to start and says how to reserve them, while `"auto"` falls back to small pages.
+#[test]
+fn umem_on_huge_pages_when_reserved_small_pages_otherwise() {
+    require_root!();
+    assert_eq!(meminfo("Hugepagesize:"), 2048, "the lab's page arithmetic assumes 2 MiB huge pages");
+    // The lab's worker: 8192 frames of 4096 bytes, 32 MiB = 16 huge pages.
+    let _reserved = ReservedHugePages::more(16);
+    let free = meminfo("HugePages_Free:");
+
+    let huge = TempConfig::lab_with(&[("frames = 8192", "frames = 8192\numem_pages = \"huge\"")]);
+    let t = TestLab::with_daemon(|o| LabOptions { config: Some(huge.0.clone()), ..o });
+    let status = t.control("status", json!({}));
+    assert_eq!(status["workers"][0]["umem_pages"], "huge", "{status}");
+    assert_eq!(free - meminfo("HugePages_Free:"), 16, "the worker's UMEM holds 16 huge pages");
+    let probe = t.udp_probe(v4(ORIGIN_V4), "198.18.1.10", 200, 1000);
+    assert_eq!(probe.answered, 200, "{probe:?}");
+    assert!(t.stats().rx >= 200, "the requests crossed the worker");
+    drop(t);
+    assert_eq!(meminfo("HugePages_Free:"), free, "given back when the daemon stops");
+
+    // 65536 frames need 128 huge pages: more than are free.
+    let more = [("frames = 8192", "frames = 65536\numem_pages = \"huge\"")];
+    let too_many = TempConfig::lab_with(&more);
+    let mut t = TestLab::with_services(|o| LabOptions { config: Some(too_many.0.clone()), ..o });
+    let err = t.start_daemon(scrubber_bin(), &[]).expect_err("not enough huge pages").to_string();
+    assert!(err.contains("128 huge pages") && err.contains("vm.nr_hugepages"), "{err}");
+    drop(t);
+
+    let auto = TempConfig::lab_with(&[("frames = 8192", "frames = 65536\numem_pages = \"auto\"")]);
+    let t = TestLab::with_daemon(|o| LabOptions { config: Some(auto.0.clone()), ..o });
+    assert_eq!(t.control("status", json!({}))["workers"][0]["umem_pages"], "small");
+    assert_eq!(meminfo("HugePages_Free:"), free, "auto took none of the too few pages");
+    assert_eq!(t.udp_probe(v4(ORIGIN_V4), "198.18.1.10", 200, 1000).answered, 200);
+}

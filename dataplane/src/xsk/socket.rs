@@ -30,6 +30,17 @@ pub enum BindMode {
     Copy,
 }
 
+/// What memory backs a UMEM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UmemPages {
+    /// Huge pages when the kernel has enough reserved (`vm.nr_hugepages`), else small pages.
+    Auto,
+    /// Huge pages, or refuse to start.
+    Huge,
+    /// Small pages.
+    Small,
+}
+
 /// Sizes and modes of one worker's sockets.
 #[derive(Clone, Copy, Debug)]
 pub struct XskSettings {
@@ -48,6 +59,9 @@ pub struct XskSettings {
     /// Preferred busy polling with this budget (0: off): the kernel polls the NIC queue from the
     /// worker's own syscalls instead of interrupts (SO_PREFER_BUSY_POLL, SO_BUSY_POLL_BUDGET).
     pub busy_poll_budget: u32,
+    /// UMEM memory: on huge pages a worker reading a frame rarely misses the TLB, where on
+    /// small pages nearly every frame of a busy ring is a page of its own.
+    pub pages: UmemPages,
 }
 
 /// An error setting up sockets.
@@ -64,6 +78,60 @@ impl std::error::Error for XskError {}
 
 fn e(what: impl std::fmt::Display, cause: impl std::fmt::Display) -> XskError {
     XskError(format!("{what}: {cause}"))
+}
+
+/// The kernel's default huge page size (`Hugepagesize` in /proc/meminfo; 2 MiB on x86-64).
+fn huge_page_size() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("Hugepagesize:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(2 << 20, |kib| kib * 1024)
+}
+
+/// Maps a UMEM of `frames` frames as `settings.pages` asks; returns whether it is on huge pages.
+fn create_umem(
+    config: UmemConfig,
+    frames: NonZeroU32,
+    settings: &XskSettings,
+) -> Result<(Umem, Vec<FrameDesc>, bool), XskError> {
+    let len = u64::from(frames.get()) * u64::from(settings.frame_size);
+    let page = huge_page_size();
+    // A hugetlb mapping is unmapped in whole huge pages only.
+    let fits = len.is_multiple_of(page);
+    let small = || Umem::new(config, frames, false).map_err(|err| e("creating the UMEM", describe(&err)));
+    match settings.pages {
+        UmemPages::Small => small().map(|(u, d)| (u, d, false)),
+        UmemPages::Auto if !fits => small().map(|(u, d)| (u, d, false)),
+        UmemPages::Auto => match Umem::new(config, frames, true) {
+            Ok((u, d)) => Ok((u, d, true)),
+            Err(_) => small().map(|(u, d)| (u, d, false)),
+        },
+        UmemPages::Huge if !fits => Err(XskError(format!(
+            "a UMEM on huge pages needs frames x frame_size ({len} bytes) to be a multiple of the huge page size ({page} bytes)"
+        ))),
+        UmemPages::Huge => Umem::new(config, frames, true).map(|(u, d)| (u, d, true)).map_err(|err| {
+            e(
+                format_args!(
+                    "creating the UMEM on {} huge pages (reserve them: sysctl vm.nr_hugepages, {} pages of {} KiB free now)",
+                    len / page,
+                    free_huge_pages(),
+                    page / 1024
+                ),
+                describe(&err),
+            )
+        }),
+    }
+}
+
+/// Free huge pages (`HugePages_Free`), for error messages.
+fn free_huge_pages() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("HugePages_Free:"))?.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// One bound socket.
@@ -208,6 +276,8 @@ pub struct Io {
     return_path: bool,
     /// The side `rx` was last filled from.
     rx_side: Side,
+    /// The UMEM is on huge pages.
+    huge_pages: bool,
 }
 
 impl std::fmt::Debug for Io {
@@ -238,7 +308,7 @@ impl Io {
             .build()
             .map_err(|err| e("UMEM layout", err))?;
         let frames = NonZeroU32::new(settings.frames).ok_or_else(|| XskError("zero UMEM frames".into()))?;
-        let (umem, descs) = Umem::new(config, frames, false).map_err(|err| e("creating the UMEM", describe(&err)))?;
+        let (umem, descs, huge_pages) = create_umem(config, frames, settings)?;
         let ingress_port = open_port(&umem, settings, ingress.0, ingress.1)?;
         let egress_port = match egress {
             Some((ifname, queue)) => Some(open_port(&umem, settings, ifname, queue)?),
@@ -266,6 +336,7 @@ impl Io {
             counters: IoCounters::default(),
             return_path: return_path && egress.is_some(),
             rx_side: Side::Ingress,
+            huge_pages,
         };
         io.refill();
         Ok(io)
@@ -284,6 +355,11 @@ impl Io {
     /// True when the ingress socket is bound in zero-copy mode.
     pub fn zero_copy(&self) -> bool {
         self.ingress.zero_copy
+    }
+
+    /// True when the UMEM is on huge pages.
+    pub fn huge_pages(&self) -> bool {
+        self.huge_pages
     }
 
     /// Counters so far.
@@ -551,7 +627,7 @@ impl Transmitter {
             .build()
             .map_err(|err| e("UMEM layout", err))?;
         let frames = NonZeroU32::new(settings.frames).ok_or_else(|| XskError("zero UMEM frames".into()))?;
-        let (umem, descs) = Umem::new(config, frames, false).map_err(|err| e("creating the UMEM", describe(&err)))?;
+        let (umem, descs, _) = create_umem(config, frames, settings)?;
         let port = open_port(&umem, settings, ifname, queue)?;
         Ok(Transmitter {
             port,

@@ -257,6 +257,7 @@ fn status(d: &Daemon) -> Value {
             "interface": w.interface, "queue": w.queue, "core": w.core,
             "egress": w.egress.as_ref().map(|(i, q)| json!({"interface": i, "queue": q})),
             "bind": if w.zero_copy { "zero-copy" } else { "copy" },
+            "umem_pages": if w.umem_huge_pages { "huge" } else { "small" },
             "policy_generation": w.shared.generation.load(Ordering::Acquire),
         })).collect::<Vec<_>>(),
     })

@@ -15,13 +15,15 @@ mod metrics;
 pub mod rates;
 pub mod system;
 
-use control::config::{AttachMode as CfgAttach, BindMode as CfgBind, FailMode, ForwardModeConfig, LogFormat};
+use control::config::{
+    AttachMode as CfgAttach, BindMode as CfgBind, FailMode, ForwardModeConfig, LogFormat, UmemPagesConfig,
+};
 use control::runtime::PolicyState;
 use control::{Config, SystemFacts, pipeline_config};
 use dataplane::policy::{self, Policy, PolicyCell};
 use dataplane::worker::{self, WorkerShared};
 use dataplane::xsk::prog::{AttachMode, Class, XdpProgram};
-use dataplane::xsk::socket::{BindMode, Io, XskSettings};
+use dataplane::xsk::socket::{BindMode, Io, UmemPages, XskSettings};
 use dataplane::{Now, Pipeline};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -45,6 +47,8 @@ pub struct WorkerInfo {
     pub egress: Option<(String, u32)>,
     /// Zero-copy bind.
     pub zero_copy: bool,
+    /// Its UMEM is on huge pages.
+    pub umem_huge_pages: bool,
     /// Shared counters and stop flag.
     pub shared: Arc<WorkerShared>,
     /// The ingress socket, to take out of the XSKMAP when the worker stalls and put back.
@@ -343,6 +347,11 @@ fn start(
         },
         batch: d.batch as usize,
         busy_poll_budget: d.busy_poll_budget,
+        pages: match d.umem_pages {
+            UmemPagesConfig::Auto => UmemPages::Auto,
+            UmemPagesConfig::Huge => UmemPages::Huge,
+            UmemPagesConfig::Small => UmemPages::Small,
+        },
     };
     let n_workers = d.queues.len() as u32;
     let shared_config = dataplane::pipeline::SharedConfig {
@@ -378,6 +387,7 @@ fn start(
             core = ?q.core,
             egress = ?egress_pair,
             zero_copy = io.zero_copy(),
+            umem_huge_pages = io.huge_pages(),
             "worker bound"
         );
         workers.push(WorkerInfo {
@@ -386,6 +396,7 @@ fn start(
             core: q.core,
             egress: egress_pair,
             zero_copy: io.zero_copy(),
+            umem_huge_pages: io.huge_pages(),
             shared: shared_worker.clone(),
             ingress_fd: io.ingress_fd(),
             stalled: AtomicBool::new(false),

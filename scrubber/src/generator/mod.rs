@@ -11,7 +11,7 @@ pub mod profiles;
 
 use crate::daemon::system;
 use dataplane::Cidr;
-use dataplane::xsk::socket::{BindMode, Transmitter, XskSettings};
+use dataplane::xsk::socket::{BindMode, Transmitter, UmemPages, XskSettings};
 use profiles::{Profile, Rng, Sources, Spec};
 use serde_json::json;
 use std::net::IpAddr;
@@ -158,6 +158,8 @@ fn generate(a: &GenArgs) -> Result<(), String> {
         bind: BindMode::Auto,
         batch: 64,
         busy_poll_budget: 0,
+        // Reserved huge pages are for the daemon's workers.
+        pages: UmemPages::Small,
     };
     let mut tx = system::retry_busy(Duration::from_secs(2), || Transmitter::open(&settings, &a.interface, a.queue))
         .map_err(|e| e.to_string())?;
