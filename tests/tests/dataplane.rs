@@ -479,6 +479,11 @@ fn umem_on_huge_pages_when_reserved_small_pages_otherwise() {
     let t = TestLab::with_daemon(|o| LabOptions { config: Some(huge.0.clone()), ..o });
     let status = t.control("status", json!({}));
     assert_eq!(status["workers"][0]["umem_pages"], "huge", "{status}");
+    // Apart from the UMEM, the tables sit on transparent huge pages where THP allows it.
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    if !thp.contains("[never]") {
+        assert!(status["huge_page_mib"].as_u64().is_some_and(|m| m > 0), "THP {thp:?}: {status}");
+    }
     assert_eq!(free - meminfo("HugePages_Free:"), 16, "the worker's UMEM holds 16 huge pages");
     let probe = t.udp_probe(v4(ORIGIN_V4), "198.18.1.10", 200, 1000);
     assert_eq!(probe.answered, 200, "{probe:?}");

@@ -250,6 +250,8 @@ fn status(d: &Daemon) -> Value {
         "forward": format!("{:?}", d.config.forward.mode).to_lowercase(),
         "forwarder_only": d.forwarder_only,
         "policy_generation": d.cell.load().generation,
+        // Tables advised onto transparent huge pages (0: THP is off; null: unknown).
+        "huge_page_mib": dataplane::mem::huge_page_bytes().map(|b| b >> 20),
         "programs": d.programs.iter().map(|p| json!({
             "interface": p.ifname(), "mode": p.mode().to_string(), "taken_over": p.taken_over(),
         })).collect::<Vec<_>>(),
