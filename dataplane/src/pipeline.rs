@@ -96,10 +96,11 @@ impl Default for PipelineConfig {
 const MAX_BATCH: usize = 256;
 
 /// What the first passes over a batch learned about one frame: the parse, and the table
-/// lookups that may miss the cache. A batch is decided in three passes: parse and start loading
-/// the list indexes; read the indexes and start loading the list records (and QUIC's tables);
-/// then look up and decide. Each pass runs over the whole batch before the next, so the CPU
-/// overlaps the memory trips of independent frames instead of waiting on each in turn.
+/// lookups that may miss the cache. A batch is decided in four passes: start loading each
+/// frame; parse and start loading the list indexes; read the indexes and start loading the list
+/// records (and the countermeasures' tables); then look up and decide. Each pass runs over the
+/// whole batch before the next, so the CPU overlaps the memory trips of independent frames
+/// instead of waiting on each in turn.
 #[derive(Clone, Copy, Debug)]
 struct Lookup {
     parsed: Result<Option<PacketInfo>, DropReason>,
