@@ -7,7 +7,7 @@
 //! outside the timed part, as the kernel or the NIC leaves frames for a running worker.
 //! Run: `cargo bench -p benches --bench amp`.
 
-use benches::BATCH;
+use benches::{BATCH, timed_batches};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::Now;
 use dataplane::amp::samples::{self, ATTACK_VARIANTS, ATTACKS, LEGIT, Spec};
@@ -90,8 +90,8 @@ impl Bench {
     }
 
     /// Parse and inspect one batch after copying it into `ring` (untimed): frames as warm as a
-    /// live RX ring leaves them. Returns the rejected count and the time of the timed part.
-    fn parse_and_inspect_warm(&mut self, ring: &mut [Vec<u8>], batch: usize, now: Now) -> (usize, Duration) {
+    /// live RX ring leaves them. Returns the time of the timed part.
+    fn parse_and_inspect_warm(&mut self, ring: &mut [Vec<u8>], batch: usize, now: Now) -> Duration {
         let first = (batch * BATCH) % self.frames.len();
         for (slot, f) in ring.iter_mut().zip(&self.frames[first..first + BATCH]) {
             slot.clear();
@@ -105,7 +105,7 @@ impl Bench {
             rejected += usize::from(v != dataplane::verdict::Check::Clean);
         }
         black_box(rejected);
-        (rejected, start.elapsed())
+        start.elapsed()
     }
 
     /// Inspect one batch of pre-parsed packets.
@@ -162,13 +162,7 @@ fn run_warm(c: &mut Criterion, name: &str, mut bench: Bench) {
     let mut now = 1_000_000_000u64;
     group.bench_function(name, |b| {
         b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                batch += 1;
-                now += 10_000;
-                spent += bench.parse_and_inspect_warm(&mut ring, batch, Now { mono_ns: now, wall_secs: 0 }).1;
-            }
-            spent
+            timed_batches(iters, &mut batch, &mut now, |batch, now| bench.parse_and_inspect_warm(&mut ring, batch, now))
         })
     });
     group.finish();

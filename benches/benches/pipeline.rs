@@ -46,16 +46,12 @@ fn run_warm(c: &mut Criterion, name: &str, pool: &FramePool, mut pipeline: datap
     let mut now = 0u64;
     group.bench_function(name, |b| {
         b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                batch += 1;
-                now += 10_000;
+            timed_batches(iters, &mut batch, &mut now, |batch, now| {
                 ring.fill(pool, batch);
                 let start = Instant::now();
-                black_box(ring.run(&mut pipeline, Now { mono_ns: now, wall_secs: 0 }, &mut verdicts));
-                spent += start.elapsed();
-            }
-            spent
+                black_box(ring.run(&mut pipeline, now, &mut verdicts));
+                start.elapsed()
+            })
         })
     });
     group.finish();

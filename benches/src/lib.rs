@@ -117,6 +117,24 @@ impl FramePool {
     }
 }
 
+/// The body of a criterion `iter_custom` over batches: `iters` times, advances the batch number
+/// and the clock (10 µs a batch) and sums the durations `step` reports, so that a step can leave
+/// its set-up (filling an RX ring) out of the timing.
+pub fn timed_batches(
+    iters: u64,
+    batch: &mut usize,
+    now_ns: &mut u64,
+    mut step: impl FnMut(usize, Now) -> std::time::Duration,
+) -> std::time::Duration {
+    let mut spent = std::time::Duration::ZERO;
+    for _ in 0..iters {
+        *batch += 1;
+        *now_ns += 10_000;
+        spent += step(*batch, Now { mono_ns: *now_ns, wall_secs: 0 });
+    }
+    spent
+}
+
 /// A batch-sized RX ring: the frames of one batch, written just before they are decided, as
 /// the kernel's copy (AF_XDP copy mode) or the NIC's DMA into the last-level cache (DDIO) leaves
 /// them. Deciding frames from here measures the pipeline without the DRAM read of each frame
