@@ -94,10 +94,15 @@ pub fn keep_small_pages(buf: &mut [u8]) {
 /// Bytes of this process backed by transparent huge pages (`AnonHugePages` of
 /// `/proc/self/smaps_rollup`), or `None` where the kernel does not say.
 pub fn huge_page_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
-    let line = text.lines().find(|l| l.starts_with("AnonHugePages:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    proc_field("/proc/self/smaps_rollup", "AnonHugePages:").map(|kib| kib * 1024)
+}
+
+/// The number after `key` in a `/proc` file of `Key: value [kB]` lines (`/proc/meminfo`,
+/// `smaps_rollup`), or `None` where the file or the key is missing.
+pub fn proc_field(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -132,6 +137,13 @@ mod tests {
         assert_eq!(whole_pages(8192, 4096), Some((8192, 4096)));
         assert_eq!(whole_pages(16, HUGE_MIN), Some((4096, HUGE_MIN - 4096)));
         assert_eq!(whole_pages(usize::MAX - 10, 100), None);
+    }
+
+    #[test]
+    fn reads_proc_fields() {
+        assert!(proc_field("/proc/meminfo", "MemTotal:").is_some_and(|kib| kib > 0));
+        assert_eq!(proc_field("/proc/meminfo", "NoSuchField:"), None);
+        assert_eq!(proc_field("/proc/no-such-file", "MemTotal:"), None);
     }
 
     #[test]

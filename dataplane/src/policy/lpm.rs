@@ -18,8 +18,6 @@ const MIN_INDEX_BITS: u32 = 8;
 const MAX_INDEX_BITS: u32 = 18;
 /// How many ranges past the first candidate `prefetch` covers.
 const PREFETCH_SPAN: usize = 12;
-/// Ranges per 64-byte cache line (at least one).
-const RANGES_PER_LINE: usize = 4;
 
 /// An unsigned integer usable as an address key.
 pub trait LpmKey: Copy + Ord + fmt::Debug + Send + Sync + 'static {
@@ -256,12 +254,14 @@ impl<K: LpmKey, V: Copy + PartialEq> LpmMap<K, V> {
         // three lines (bounded, so a crowded bucket does not turn into a long prefetch loop).
         let first = lo.saturating_sub(1);
         let last = hi.saturating_sub(1).clamp(first, first + PREFETCH_SPAN);
+        // Ranges per 64-byte line: 4 for IPv4 maps, 1 for IPv6 ones (48 bytes each).
+        let per_line = (64 / size_of::<Range<K, V>>()).max(1);
         let mut at = first;
         while at <= last {
             if let Some(r) = self.ranges.get(at) {
                 crate::xsk::prefetch_ref(r);
             }
-            at += RANGES_PER_LINE;
+            at += per_line;
         }
         if let Some(r) = self.ranges.get(last) {
             crate::xsk::prefetch_ref(r);

@@ -373,11 +373,6 @@ impl Policy {
     pub fn deny_base(&self) -> &Arc<PrefixList> {
         &self.deny
     }
-
-    /// The base layer of the allow list.
-    pub fn allow_base(&self) -> &Arc<PrefixList> {
-        &self.allow
-    }
 }
 
 /// RFC 6890 (and successors) special-purpose IPv4 ranges that never source internet traffic.

@@ -82,13 +82,7 @@ fn e(what: impl std::fmt::Display, cause: impl std::fmt::Display) -> XskError {
 
 /// The kernel's default huge page size (`Hugepagesize` in /proc/meminfo; 2 MiB on x86-64).
 fn huge_page_size() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            let line = m.lines().find(|l| l.starts_with("Hugepagesize:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(2 << 20, |kib| kib * 1024)
+    crate::mem::proc_field("/proc/meminfo", "Hugepagesize:").map_or(crate::mem::HUGE_MIN as u64, |kib| kib * 1024)
 }
 
 /// Maps a UMEM of `frames` frames as `settings.pages` asks; returns whether it is on huge pages.
@@ -104,34 +98,26 @@ fn create_umem(
     let small = || Umem::new(config, frames, false).map_err(|err| e("creating the UMEM", describe(&err)));
     match settings.pages {
         UmemPages::Small => small().map(|(u, d)| (u, d, false)),
-        UmemPages::Auto if !fits => small().map(|(u, d)| (u, d, false)),
-        UmemPages::Auto => match Umem::new(config, frames, true) {
-            Ok((u, d)) => Ok((u, d, true)),
-            Err(_) => small().map(|(u, d)| (u, d, false)),
+        UmemPages::Auto => match fits.then(|| Umem::new(config, frames, true)) {
+            Some(Ok((u, d))) => Ok((u, d, true)),
+            _ => small().map(|(u, d)| (u, d, false)),
         },
         UmemPages::Huge if !fits => Err(XskError(format!(
-            "a UMEM on huge pages needs frames x frame_size ({len} bytes) to be a multiple of the huge page size ({page} bytes)"
+            "umem_pages = \"huge\" needs dataplane.frames x dataplane.frame_size ({len} bytes) to be a multiple \
+             of the huge page size ({page} bytes): change them, or use umem_pages = \"auto\""
         ))),
         UmemPages::Huge => Umem::new(config, frames, true).map(|(u, d)| (u, d, true)).map_err(|err| {
             e(
                 format_args!(
                     "creating the UMEM on {} huge pages (reserve them: sysctl vm.nr_hugepages, {} pages of {} KiB free now)",
                     len / page,
-                    free_huge_pages(),
+                    crate::mem::proc_field("/proc/meminfo", "HugePages_Free:").unwrap_or(0),
                     page / 1024
                 ),
                 describe(&err),
             )
         }),
     }
-}
-
-/// Free huge pages (`HugePages_Free`), for error messages.
-fn free_huge_pages() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("HugePages_Free:"))?.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// One bound socket.
