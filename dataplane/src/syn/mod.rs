@@ -260,14 +260,34 @@ impl Shared {
         if settings.method == Method::Off || info.protocol != proto::TCP {
             return;
         }
-        let syn = info.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
-        let answer = info.tcp_flags & (tcp_flags::RST | tcp_flags::ACK | tcp_flags::SYN) == tcp_flags::RST;
-        if syn || answer || settings.strict || settings.unverified_limit.is_some() {
+        let syn = is_syn(info.tcp_flags);
+        if syn || settings.other_reads_verified(info.tcp_flags) {
             self.verified.prefetch(info.src);
         }
         if syn {
             replies.prefetch(info.src);
         }
+    }
+}
+
+/// A SYN without ACK: a connection attempt, challenged unless its source is verified.
+#[inline]
+fn is_syn(flags: u8) -> bool {
+    flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+}
+
+/// A bare RST: possibly a client's answer to a challenge, its sequence number the cookie.
+#[inline]
+fn is_answer(flags: u8) -> bool {
+    flags & (tcp_flags::RST | tcp_flags::ACK | tcp_flags::SYN) == tcp_flags::RST
+}
+
+impl Settings {
+    /// Whether a non-SYN segment with these flags consults the verified table: a bare RST
+    /// always, anything else only under `strict` or an unverified budget.
+    #[inline]
+    fn other_reads_verified(&self, flags: u8) -> bool {
+        is_answer(flags) || self.strict || self.unverified_limit.is_some()
     }
 }
 
@@ -345,7 +365,7 @@ impl State {
         if env.settings.method == Method::Off || info.protocol != proto::TCP || info.fragment == Fragment::NonFirst {
             return Check::Clean;
         }
-        let syn = info.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+        let syn = is_syn(info.tcp_flags);
         if let When::Auto(t) = env.settings.when
             && !self.auto_active(env, &t, syn, stats)
         {
@@ -458,8 +478,8 @@ impl State {
     fn on_other(&mut self, env: &Env<'_>, info: &PacketInfo, frame: &Frame<'_>, stats: &mut Stats) -> Check {
         let s = env.settings;
         // RFC 9293 §3.10.7.3: the answer to an unacceptable SYN-ACK is <SEQ=SEG.ACK><CTL=RST>.
-        let answer = info.tcp_flags & (tcp_flags::RST | tcp_flags::ACK | tcp_flags::SYN) == tcp_flags::RST;
-        if !answer && !s.strict && s.unverified_limit.is_none() {
+        let answer = is_answer(info.tcp_flags);
+        if !s.other_reads_verified(info.tcp_flags) {
             return Check::Clean;
         }
         let now = env.now;
