@@ -80,13 +80,8 @@ impl Bench {
     /// Parse and inspect one batch; returns the rejected count.
     fn parse_and_inspect(&mut self, batch: usize, now: Now) -> usize {
         let first = (batch * BATCH) % self.frames.len();
-        let mut rejected = 0;
-        for f in &self.frames[first..first + BATCH] {
-            let Ok(Some(info)) = parse(f) else { continue };
-            let v = self.state.inspect(&self.shared, &self.global, &self.settings, now, &info, f, &mut self.stats);
-            rejected += usize::from(v != dataplane::verdict::Check::Clean);
-        }
-        rejected
+        let frames = &self.frames[first..first + BATCH];
+        parse_and_inspect(&mut self.state, &self.shared, &self.global, &self.settings, &mut self.stats, frames, now)
     }
 
     /// Parse and inspect one batch after copying it into `ring` (untimed): frames as warm as a
@@ -98,13 +93,15 @@ impl Bench {
             slot.extend_from_slice(f);
         }
         let start = Instant::now();
-        let mut rejected = 0;
-        for f in ring.iter() {
-            let Ok(Some(info)) = parse(f) else { continue };
-            let v = self.state.inspect(&self.shared, &self.global, &self.settings, now, &info, f, &mut self.stats);
-            rejected += usize::from(v != dataplane::verdict::Check::Clean);
-        }
-        black_box(rejected);
+        black_box(parse_and_inspect(
+            &mut self.state,
+            &self.shared,
+            &self.global,
+            &self.settings,
+            &mut self.stats,
+            ring,
+            now,
+        ));
         start.elapsed()
     }
 
@@ -151,6 +148,25 @@ fn run(c: &mut Criterion, name: &str, mut bench: Bench, f: fn(&mut Bench, usize,
         })
     });
     group.finish();
+}
+
+/// Parses each frame and runs `amp::State::inspect` on it; returns the rejected count.
+fn parse_and_inspect(
+    state: &mut State,
+    shared: &Shared,
+    global: &Global,
+    settings: &Settings,
+    stats: &mut Stats,
+    frames: &[Vec<u8>],
+    now: Now,
+) -> usize {
+    let mut rejected = 0;
+    for f in frames {
+        let Ok(Some(info)) = parse(f) else { continue };
+        let v = state.inspect(shared, global, settings, now, &info, f, stats);
+        rejected += usize::from(v != dataplane::verdict::Check::Clean);
+    }
+    rejected
 }
 
 /// Like `run` for `parse_and_inspect_warm`: only the parse and inspect are timed.

@@ -106,15 +106,27 @@ impl FramePool {
         let first = (batch % batches.max(1)) * BATCH;
         let slot = self.slot;
         let chunk = &mut self.buf[first * slot..(first + BATCH) * slot];
-        let lens = &self.lens[first..first + BATCH];
-        let mut frames: [Option<Frame<'_>>; BATCH] = [const { None }; BATCH];
-        for ((cell, piece), &len) in frames.iter_mut().zip(chunk.chunks_mut(slot)).zip(lens) {
-            *cell = Some(Frame::new(piece, HEADROOM, len));
-        }
-        let mut frames = frames.map(|f| f.expect("every slot filled"));
-        pipeline.process(now, &mut frames, verdicts);
-        verdicts.iter().filter(|v| **v == Verdict::Forward).count()
+        process_slots(chunk, slot, &self.lens[first..first + BATCH], pipeline, now, verdicts)
     }
+}
+
+/// Runs the `BATCH` frames laid out one per `slot` bytes of `chunk` (after `HEADROOM`, `lens`
+/// long) through `pipeline`; returns how many were forwarded.
+fn process_slots(
+    chunk: &mut [u8],
+    slot: usize,
+    lens: &[usize],
+    pipeline: &mut Pipeline,
+    now: Now,
+    verdicts: &mut [Verdict; BATCH],
+) -> usize {
+    let mut frames: [Option<Frame<'_>>; BATCH] = [const { None }; BATCH];
+    for ((cell, piece), &len) in frames.iter_mut().zip(chunk.chunks_mut(slot)).zip(lens) {
+        *cell = Some(Frame::new(piece, HEADROOM, len));
+    }
+    let mut frames = frames.map(|f| f.expect("every slot filled"));
+    pipeline.process(now, &mut frames, verdicts);
+    verdicts.iter().filter(|v| **v == Verdict::Forward).count()
 }
 
 /// The body of a criterion `iter_custom` over batches: `iters` times, advances the batch number
@@ -166,13 +178,7 @@ impl RxRing {
 
     /// Runs the ring's frames through `pipeline`; returns how many were forwarded.
     pub fn run(&mut self, pipeline: &mut Pipeline, now: Now, verdicts: &mut [Verdict; BATCH]) -> usize {
-        let mut frames: [Option<Frame<'_>>; BATCH] = [const { None }; BATCH];
-        for ((cell, piece), &len) in frames.iter_mut().zip(self.buf.chunks_mut(self.slot)).zip(&self.lens) {
-            *cell = Some(Frame::new(piece, HEADROOM, len));
-        }
-        let mut frames = frames.map(|f| f.expect("every slot filled"));
-        pipeline.process(now, &mut frames, verdicts);
-        verdicts.iter().filter(|v| **v == Verdict::Forward).count()
+        process_slots(&mut self.buf, self.slot, &self.lens, pipeline, now, verdicts)
     }
 }
 
