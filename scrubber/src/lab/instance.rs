@@ -596,47 +596,47 @@ impl Lab {
     /// Starts origin's UDP sequence service (`<bin> lab udp-echo`) on port 9000 of the service
     /// addresses; returns once it listens.
     pub fn start_udp_echo(&mut self, bin: &Path) -> Result<(), LabError> {
-        let addrs: Vec<IpAddr> = vec![ORIGIN_V4.into(), ORIGIN_V6.into(), UNPROTECTED_V4.into(), UNPROTECTED_V6.into()];
-        let listen: Vec<String> = addrs.iter().map(|a| SocketAddr::new(*a, UDP_ECHO_PORT).to_string()).collect();
-        let mut argv = vec![bin.display().to_string(), "lab".into(), "udp-echo".into()];
-        for l in &listen {
-            argv.push("--bind".into());
-            argv.push(l.clone());
-        }
-        let log = self.dir().join("udp-echo.log");
-        let pid = self.spawn("udp-echo", Role::Origin, &argv, &log)?;
-        let log2 = log.clone();
-        self.wait_ready("origin UDP sequence service", pid, &log, Duration::from_secs(10), move || {
-            std::fs::read_to_string(&log2).is_ok_and(|t| t.contains("udp-echo: listening"))
-        })?;
-        self.state.udp_echo =
-            Some(ServiceInfo { namespace: self.ns(Role::Origin), pid: Some(pid), listen, log, command: argv });
+        let service = self.start_origin_service(bin, "udp-echo", UDP_ECHO_PORT, &[], "udp-echo: listening")?;
+        self.state.udp_echo = Some(service);
         self.save()
     }
 
     /// Starts origin's QUIC echo service (`<bin> lab quic-server`) on port 443 of the service
     /// addresses; returns once it listens. Its certificate is [`Lab::quic_cert`].
     pub fn start_quic_server(&mut self, bin: &Path) -> Result<(), LabError> {
-        let addrs: Vec<IpAddr> = vec![ORIGIN_V4.into(), ORIGIN_V6.into(), UNPROTECTED_V4.into(), UNPROTECTED_V6.into()];
+        let cert = self.quic_cert().display().to_string();
         let port = super::quic::QUIC_PORT;
+        let service =
+            self.start_origin_service(bin, "quic-server", port, &["--cert-out", &cert], super::quic::READY)?;
+        self.state.quic = Some(service);
+        self.save()
+    }
+
+    /// Runs `<bin> lab <name> --bind ADDR:port ... extra` in origin, bound to every service
+    /// address, and waits for `ready` in its log.
+    fn start_origin_service(
+        &mut self,
+        bin: &Path,
+        name: &str,
+        port: u16,
+        extra: &[&str],
+        ready: &'static str,
+    ) -> Result<ServiceInfo, LabError> {
+        let addrs: [IpAddr; 4] = [ORIGIN_V4.into(), ORIGIN_V6.into(), UNPROTECTED_V4.into(), UNPROTECTED_V6.into()];
         let listen: Vec<String> = addrs.iter().map(|a| SocketAddr::new(*a, port).to_string()).collect();
-        let cert = self.quic_cert();
-        let mut argv = vec![bin.display().to_string(), "lab".into(), "quic-server".into()];
+        let mut argv = vec![bin.display().to_string(), "lab".into(), name.to_string()];
         for l in &listen {
             argv.push("--bind".into());
             argv.push(l.clone());
         }
-        argv.push("--cert-out".into());
-        argv.push(cert.display().to_string());
-        let log = self.dir().join("quic-server.log");
-        let pid = self.spawn("quic-server", Role::Origin, &argv, &log)?;
+        argv.extend(extra.iter().map(|a| a.to_string()));
+        let log = self.dir().join(format!("{name}.log"));
+        let pid = self.spawn(name, Role::Origin, &argv, &log)?;
         let log2 = log.clone();
-        self.wait_ready("origin QUIC service", pid, &log, Duration::from_secs(10), move || {
-            std::fs::read_to_string(&log2).is_ok_and(|t| t.contains(super::quic::READY))
+        self.wait_ready(&format!("origin {name} service"), pid, &log, Duration::from_secs(10), move || {
+            std::fs::read_to_string(&log2).is_ok_and(|t| t.contains(ready))
         })?;
-        self.state.quic =
-            Some(ServiceInfo { namespace: self.ns(Role::Origin), pid: Some(pid), listen, log, command: argv });
-        self.save()
+        Ok(ServiceInfo { namespace: self.ns(Role::Origin), pid: Some(pid), listen, log, command: argv })
     }
 
     /// Where origin's QUIC service writes its self-signed certificate (DER): the clients' trust anchor.

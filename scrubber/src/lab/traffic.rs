@@ -3,7 +3,7 @@
 //! curl clients from many of the client's source addresses, in parallel, and the UDP sequence
 //! probe).
 
-use super::cmd::{Cmd, CmdError};
+use super::cmd::{Cmd, CmdError, Output};
 use super::services::{LatencyUs, ProbeReport};
 use super::topo::{self, HTTP_PORT, ORIGIN_V4, ORIGIN_V6, Role, UDP_ECHO_PORT};
 use serde::Serialize;
@@ -304,6 +304,18 @@ pub fn curl_parallel(
     Ok(lines)
 }
 
+/// The JSON report of a client command run on a thread, or why there is none.
+fn joined_report<R: serde::de::DeserializeOwned>(
+    h: std::thread::JoinHandle<Result<Output, CmdError>>,
+    what: &str,
+) -> Result<R, String> {
+    match h.join() {
+        Ok(Ok(out)) => serde_json::from_str(&out.stdout).map_err(|e| format!("{what} output: {e}")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("{what} thread panicked")),
+    }
+}
+
 /// Runs the legitimate load in namespace `client_ns` until `o.duration` has passed or `stop` is
 /// set: rounds of concurrent HTTP requests from rotating sources, and (in a second thread) the
 /// UDP sequence probe (`bin lab udp-probe`). Blocks; run it on a thread.
@@ -408,23 +420,15 @@ pub fn run_legit(
 
     let mut report = LegitReport { sources: http.sources, ..LegitReport::default() };
     if let Some(h) = udp {
-        match h.join() {
-            Ok(Ok(out)) => match serde_json::from_str::<ProbeReport>(&out.stdout) {
-                Ok(r) => report.udp = Some(r),
-                Err(e) => report.udp_error = Some(format!("udp-probe output: {e}")),
-            },
-            Ok(Err(e)) => report.udp_error = Some(e.to_string()),
-            Err(_) => report.udp_error = Some("udp-probe thread panicked".into()),
+        match joined_report::<ProbeReport>(h, "udp-probe") {
+            Ok(r) => report.udp = Some(r),
+            Err(e) => report.udp_error = Some(e),
         }
     }
     if let Some(h) = quic {
-        match h.join() {
-            Ok(Ok(out)) => match serde_json::from_str::<super::quic::ClientReport>(&out.stdout) {
-                Ok(r) => report.quic = Some(r),
-                Err(e) => report.quic_error = Some(format!("quic-client output: {e}")),
-            },
-            Ok(Err(e)) => report.quic_error = Some(e.to_string()),
-            Err(_) => report.quic_error = Some("quic-client thread panicked".into()),
+        match joined_report::<super::quic::ClientReport>(h, "quic-client") {
+            Ok(r) => report.quic = Some(r),
+            Err(e) => report.quic_error = Some(e),
         }
     }
     report.attempts =
