@@ -186,12 +186,26 @@ pub struct CapturedPacket {
 impl CapturedPacket {
     /// `key=value` words of the comment (`verdict`, `reason`, `sni`, ...).
     pub fn tags(&self) -> BTreeMap<String, String> {
-        self.comment
-            .as_deref()
-            .unwrap_or("")
+        self.comment_text()
             .split_whitespace()
             .filter_map(|w| w.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
             .collect()
+    }
+
+    /// The comment, or "" when there is none.
+    pub fn comment_text(&self) -> &str {
+        self.comment.as_deref().unwrap_or("")
+    }
+
+    /// UDP destination port, for an untagged IPv4 or IPv6 frame carrying UDP.
+    pub fn udp_dst_port(&self) -> Option<u16> {
+        let d = &self.data;
+        let l4 = match d.get(12..14)? {
+            [0x08, 0x00] if d.get(23) == Some(&17) => 14 + usize::from(d.get(14)? & 0x0f) * 4,
+            [0x86, 0xdd] if d.get(20) == Some(&17) => 14 + 40,
+            _ => return None,
+        };
+        d.get(l4 + 2..l4 + 4).map(|p| u16::from_be_bytes([p[0], p[1]]))
     }
 }
 

@@ -4,7 +4,6 @@
 
 use crate::{Cmd, Lab, Role, scrubber_bin};
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::time::Duration;
 
 pub use scrubber::lab::quic::{ClientOptions, ClientReport, QUIC_PORT, SERVER_NAME, Totals};
@@ -75,51 +74,4 @@ pub fn send_datagrams(lab: &Lab, role: Role, src: SocketAddr, dst: SocketAddr, p
         .timeout(Duration::from_secs(10))
         .run()
         .unwrap_or_else(|e| panic!("sending {} datagrams from {src}: {e}", payloads.len()));
-}
-
-/// One packet of a capture file: the bytes kept and the comment (verdict, reason, tags).
-#[derive(Clone, Debug)]
-pub struct Captured {
-    /// The frame as kept (up to the capture's snaplen).
-    pub data: Vec<u8>,
-    /// Its length on the wire.
-    pub original_len: u32,
-    /// The comment option, if any.
-    pub comment: String,
-}
-
-impl Captured {
-    /// UDP destination port, for an untagged IPv4 or IPv6 frame carrying UDP.
-    pub fn udp_dst_port(&self) -> Option<u16> {
-        let d = &self.data;
-        let l4 = match d.get(12..14)? {
-            [0x08, 0x00] if d.get(23) == Some(&17) => 14 + usize::from(d.get(14)? & 0x0f) * 4,
-            [0x86, 0xdd] if d.get(20) == Some(&17) => 14 + 40,
-            _ => return None,
-        };
-        d.get(l4 + 2..l4 + 4).map(|p| u16::from_be_bytes([p[0], p[1]]))
-    }
-}
-
-/// Every enhanced packet block of the pcapng file at `path` (read with `pcap-file`).
-pub fn read_pcapng(path: &Path) -> Vec<Captured> {
-    use pcap_file::pcapng::{Block, PcapNgReader, blocks::enhanced_packet::EnhancedPacketOption};
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut reader = PcapNgReader::new(std::io::BufReader::new(file))
-        .unwrap_or_else(|e| panic!("{}: not pcapng: {e}", path.display()));
-    let mut out = Vec::new();
-    while let Some(block) = reader.next_block() {
-        if let Block::EnhancedPacket(p) = block.unwrap_or_else(|e| panic!("{}: {e}", path.display())) {
-            let comment = p
-                .options
-                .iter()
-                .find_map(|o| match o {
-                    EnhancedPacketOption::Comment(c) => Some(c.to_string()),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            out.push(Captured { data: p.data.to_vec(), original_len: p.original_len, comment });
-        }
-    }
-    out
 }

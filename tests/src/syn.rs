@@ -423,11 +423,6 @@ pub fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-/// An event counter of `d` (0 when absent).
-pub fn event(d: &ScrubStats, name: &str) -> u64 {
-    d.events.get(name).copied().unwrap_or(0)
-}
-
 /// Starts the generator on a thread.
 pub fn spawn_gen(t: &TestLab, spec: &GenSpec) -> thread::JoinHandle<GenReport> {
     let cmd = t.gen_cmd(scrubber_bin(), spec);

@@ -18,9 +18,8 @@ use serde_json::json;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use tests::quic::{
-    ClientReport, QUIC_PORT, client_options, quic_clients, read_pcapng, send_datagrams, spawn_quic_clients,
-};
+use tests::control::read_pcapng;
+use tests::quic::{ClientReport, QUIC_PORT, client_options, quic_clients, send_datagrams, spawn_quic_clients};
 use tests::topo::{ORIGIN_V4, ORIGIN_V6};
 use tests::{
     Cmd, Counters, GenSpec, LabOptions, Role, ScrubStats, TempConfig, TestLab, assert_no_leftovers, client_sources_v4,
@@ -137,10 +136,6 @@ fn flood(kind: &str, v6: bool, n: u64, rate: u64) -> GenSpec {
     }
 }
 
-fn event(d: &ScrubStats, name: &str) -> u64 {
-    d.events.get(name).copied().unwrap_or(0)
-}
-
 /// The scrubber's statistics and origin's counters since `a` and `o0`, read once `done` holds
 /// for them or after 5 s: on a busy machine the worker may still be draining its ring when the
 /// generator has finished (the statistics' own settling time is 150 ms).
@@ -253,10 +248,10 @@ fn quic_handshakes_complete_while_initial_floods_are_dropped_for_their_reasons()
     // (the request on the stream, acknowledgements, the close) were forwarded. A client socket
     // that got the port of an earlier connection from the same address finds that flow still
     // admitted (its first Initial is then not checked again), hence the slack of 1 %.
-    let admitted = event(&d, "quic_flow_admitted");
+    let admitted = d.event("quic_flow_admitted");
     assert!(admitted >= r.handshakes * 99 / 100 && admitted <= r.attempts + 1, "{:?}", d.events);
-    assert!(event(&d, "quic_hello_continued") >= r.split_hello.handshakes, "{:?}", d.events);
-    assert!(event(&d, "quic_admitted_forward") >= 3 * r.exchanges, "{:?}", d.events);
+    assert!(d.event("quic_hello_continued") >= r.split_hello.handshakes, "{:?}", d.events);
+    assert!(d.event("quic_admitted_forward") >= 3 * r.exchanges, "{:?}", d.events);
     let reasons: BTreeSet<&str> = KINDS.iter().map(|k| k.1).collect();
     assert!(d.dropped.keys().all(|k| reasons.contains(k.as_str())), "only the floods were dropped: {:?}", d.dropped);
     assert!(d.dropped_total <= attack_frames);
@@ -265,19 +260,20 @@ fn quic_handshakes_complete_while_initial_floods_are_dropped_for_their_reasons()
 
     // The capture: forwarded QUIC packets tagged with the server name of their flow's ClientHello.
     let packets = read_pcapng(&pcap);
-    let tagged: Vec<_> = packets.iter().filter(|p| p.comment.contains("sni=")).collect();
+    let tagged: Vec<_> = packets.iter().filter(|p| p.comment_text().contains("sni=")).collect();
     eprintln!(
         "capture: {} packets, {} with sni=, e.g. {:?}",
         packets.len(),
         tagged.len(),
-        tagged.first().map(|p| &p.comment)
+        tagged.first().map(|p| p.comment_text())
     );
     assert!(tagged.len() >= 100, "{} of {} packets tagged", tagged.len(), packets.len());
     for p in &tagged {
-        assert!(p.comment.contains("sni=lab.example") && p.comment.contains("verdict=forward"), "{}", p.comment);
+        let comment = p.comment_text();
+        assert!(comment.contains("sni=lab.example") && comment.contains("verdict=forward"), "{comment}");
         // And the ClientHello's fingerprint (JA4 for QUIC: TLS 1.3, a server name).
-        assert!(p.comment.split(' ').any(|w| w.starts_with("q13d")), "{}", p.comment);
-        assert_eq!(p.udp_dst_port(), Some(QUIC_PORT), "{}", p.comment);
+        assert!(comment.split(' ').any(|w| w.starts_with("q13d")), "{comment}");
+        assert_eq!(p.udp_dst_port(), Some(QUIC_PORT), "{comment}");
     }
     eprintln!("test took {:?}", started.elapsed());
 }
@@ -316,9 +312,9 @@ fn a_client_hello_split_over_two_initials_is_admitted_and_its_1rtt_packets_pass(
         send_datagrams(&t, Role::Client, SocketAddr::new(client, port), origin(false), &datagrams);
         let (d, o) = (t.stats().since(&s0), t.counters().since(&c0));
         eprintln!("{version:?} split: dropped {:?} events {:?} origin {o:?}", d.dropped, d.events);
-        assert_eq!(event(&d, "quic_hello_pending"), 1, "{version:?}: {:?}", d.events);
-        assert_eq!(event(&d, "quic_hello_continued"), 1, "{version:?}: {:?}", d.events);
-        assert_eq!(event(&d, "quic_flow_admitted"), 1, "{version:?}: {:?}", d.events);
+        assert_eq!(d.event("quic_hello_pending"), 1, "{version:?}: {:?}", d.events);
+        assert_eq!(d.event("quic_hello_continued"), 1, "{version:?}: {:?}", d.events);
+        assert_eq!(d.event("quic_flow_admitted"), 1, "{version:?}: {:?}", d.events);
         assert_eq!(d.dropped_total, 0, "{version:?}: {:?}", d.dropped);
         assert_eq!(d.forwarded, 3, "{version:?}: both Initials and the short-header packet forwarded: {d:?}");
         assert_eq!(o.packets("in_ip4"), 3, "{version:?}: {o:?}");
@@ -341,8 +337,8 @@ fn a_client_hello_split_over_two_initials_is_admitted_and_its_1rtt_packets_pass(
     assert_eq!((r.split_hello.handshakes, r.split_hello.exchanges), (25, 25), "{r:?}");
     let d = t.stats().since(&s0);
     eprintln!("quinn split: dropped {:?} events {:?}", d.dropped, d.events);
-    assert_eq!(event(&d, "quic_hello_pending"), 25, "each ClientHello spanned two Initials: {:?}", d.events);
-    assert_eq!(event(&d, "quic_hello_continued"), 25, "{:?}", d.events);
+    assert_eq!(d.event("quic_hello_pending"), 25, "each ClientHello spanned two Initials: {:?}", d.events);
+    assert_eq!(d.event("quic_hello_continued"), 25, "{:?}", d.events);
     assert_eq!(d.dropped_total, 0, "{:?}", d.dropped);
 }
 
@@ -367,7 +363,7 @@ fn without_quic_protection_the_floods_reach_origin() {
                 o.attack_packets()
             );
             assert!(d.dropped.keys().all(|k| !k.starts_with("quic_")), "{kind}: {:?}", d.dropped);
-            assert_eq!(event(&d, "quic_initial_valid"), 0);
+            assert_eq!(d.event("quic_initial_valid"), 0);
             assert!(o.attack_packets() >= N * 95 / 100, "{kind}: the flood reaches origin: {o:?}");
         }
     }

@@ -16,7 +16,7 @@ const HELLO: &str = "/hello.txt";
 fn relayed(t: &TestLab) -> (u64, u64) {
     std::thread::sleep(Duration::from_millis(150));
     let s = t.stats();
-    (s.events.get("return_relayed").copied().unwrap_or(0), s.xdp.redirected.saturating_sub(s.rx))
+    (s.event("return_relayed"), s.xdp.redirected.saturating_sub(s.rx))
 }
 
 #[test]

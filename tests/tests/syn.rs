@@ -21,7 +21,7 @@ use tests::syn::{
 };
 use tests::syn::{
     FIXED_RATE, FLOOD_ADDRESSES, FLOOD_SOURCES_V6, REPLY_BURST_S, REPLY_PPS, REPLY_PPS_PER_DST, VERIFIED_SYN_BURST,
-    VERIFIED_SYN_PPS, budget_config, event, flood_with_load, ms, spawn_gen,
+    VERIFIED_SYN_PPS, budget_config, flood_with_load, ms, spawn_gen,
 };
 use tests::topo::{ORIGIN_V4, ORIGIN_V6};
 use tests::{GenSpec, LabOptions, Role, ScrubStats, TestLab, client_sources_v4, client_sources_v6, require_root};
@@ -76,14 +76,14 @@ fn first_connections_from_200_sources_are_challenged_once_and_later_ones_pass() 
     let sources = (v4s.len() + v6s.len()) as u64;
     eprintln!("first connections: {d:?}");
     assert_eq!(d.xdp.no_socket, 0, "every frame reached the worker (no queue failed open): {:?}", d.xdp);
-    assert_eq!(event(&d, "syn_cookie_valid"), sources, "one valid cookie per source");
-    assert!(event(&d, "syn_cookie_valid") >= 200);
-    assert_eq!(event(&d, "syn_ack_sent"), sources, "one challenge per source");
-    assert_eq!(event(&d, "syn_source_verified"), sources);
+    assert_eq!(d.event("syn_cookie_valid"), sources, "one valid cookie per source");
+    assert!(d.event("syn_cookie_valid") >= 200);
+    assert_eq!(d.event("syn_ack_sent"), sources, "one challenge per source");
+    assert_eq!(d.event("syn_source_verified"), sources);
     assert_eq!(d.replied, sources);
     assert_eq!(d.drops("syn_cookie_answer"), sources, "the cookie RSTs are consumed");
     assert_eq!(d.dropped_total, sources, "{:?}", d.dropped);
-    assert_eq!(event(&d, "syn_cookie_invalid") + event(&d, "syn_cookie_expired"), 0);
+    assert_eq!(d.event("syn_cookie_invalid") + d.event("syn_cookie_expired"), 0);
     assert_eq!(verified_table(&t).0, sources);
 
     let s1 = t.stats();
@@ -92,8 +92,8 @@ fn first_connections_from_200_sources_are_challenged_once_and_later_ones_pass() 
     assert_all_ok("later connections v4", &again4);
     assert_all_ok("later connections v6", &again6);
     let d = t.stats().since(&s1);
-    assert_eq!((d.replied, event(&d, "syn_ack_sent"), d.dropped_total), (0, 0, 0), "no challenge for verified sources");
-    assert_eq!(event(&d, "syn_verified_syn"), sources);
+    assert_eq!((d.replied, d.event("syn_ack_sent"), d.dropped_total), (0, 0, 0), "no challenge for verified sources");
+    assert_eq!(d.event("syn_verified_syn"), sources);
 
     t.control("bypass", json!({"on": true}));
     let bypass4 = curl_sequential(&t, ORIGIN_V4.into(), &v4s[..100], max);
@@ -168,7 +168,7 @@ fn clients_behind_stateful_firewalls_connect() {
             conns.len(),
             ms(quantile(&times, 0.5)),
             ms(quantile(&times, 1.0)),
-            event(&d, "syn_cookie_valid"),
+            d.event("syn_cookie_valid"),
             client_counter(&t, "synfw", "invalid")
         );
         seen.push((ok, stuck, conns, d));
@@ -176,7 +176,7 @@ fn clients_behind_stateful_firewalls_connect() {
     let (ok, stuck, conns, d) = &seen[0];
     assert_all_ok("ack challenge behind ct state invalid drop", conns);
     assert_eq!((*ok, *stuck), (24, 0), "every page whole, every connection closed");
-    assert_eq!(event(d, "syn_cookie_valid"), 24, "every client answered its challenge: {d:?}");
+    assert_eq!(d.event("syn_cookie_valid"), 24, "every client answered its challenge: {d:?}");
     assert!(quantile(&connect_times(conns), 1.0) < 500_000, "the fast path, not the 1 s timeout");
     assert!(seen[1].0 <= *ok && seen[1].1 >= *stuck, "the ACK challenge is no worse than the SYN-ACK");
     set_syn(&t, "challenge", json!("ack"));
@@ -195,8 +195,8 @@ fn clients_behind_stateful_firewalls_connect() {
     );
     assert!(rst.iter().all(|c| !c.ok), "no connection within 4 s with rst alone: {rst:?}");
     // The first SYN and its retransmissions at 1 s and 3 s: each challenged, none answered.
-    assert!(event(&d, "syn_ack_sent") >= 3 * rst_sources.len() as u64, "{d:?}");
-    assert_eq!(event(&d, "syn_cookie_valid"), 0);
+    assert!(d.event("syn_ack_sent") >= 3 * rst_sources.len() as u64, "{d:?}");
+    assert_eq!(d.event("syn_cookie_valid"), 0);
     assert!(client_counter(&t, "synstrict", "challenge") >= 3 * rst_sources.len() as u64);
 
     set_syn(&t, "method", json!("rst+retransmit"));
@@ -204,7 +204,7 @@ fn clients_behind_stateful_firewalls_connect() {
     let rr = curl_parallel(&t, ORIGIN_V4.into(), retransmit_sources, Duration::from_secs(4));
     let d = t.stats().since(&s1);
     assert_all_ok("rst+retransmit behind the strict firewall", &rr);
-    assert_eq!(event(&d, "syn_retransmit_verified"), retransmit_sources.len() as u64, "{d:?}");
+    assert_eq!(d.event("syn_retransmit_verified"), retransmit_sources.len() as u64, "{d:?}");
     let times = connect_times(&rr);
     eprintln!(
         "strict firewall: rst: 0/{} connected in {:.1} s; rst+retransmit: {}/{} connected, connect p50 {:.0} ms max \
@@ -265,7 +265,7 @@ fn spoofed_syn_floods_never_reach_origin_and_legitimate_clients_connect() {
         let r = flood_with_load(&t, &spec, legit, target, conns);
         let d = &r.d;
         let (verified, capacity, evictions) = verified_table(&t);
-        let syn_acks = event(d, "syn_ack_sent");
+        let syn_acks = d.event("syn_ack_sent");
         eprintln!(
             "{name}: sent {} ({:.0} pps) in {:.1} s; worker rx {} replied {} dropped {:?}; socket {:?}; at origin {}; \
              legit {}/{} ({:.2} %), connect p50 {:.1} ms p99 {:.1} ms, failures {:?}; verified {verified}/{capacity} \
@@ -303,7 +303,7 @@ fn spoofed_syn_floods_never_reach_origin_and_legitimate_clients_connect() {
             let cap = budget(REPLY_PPS_PER_DST, FLOOD_ADDRESSES) + legit.len() as u64;
             assert!(syn_acks <= cap, "{name}: {syn_acks} SYN-ACKs over {FLOOD_ADDRESSES} x the per-address budget");
         }
-        assert_eq!(event(d, "syn_cookie_valid"), event(d, "syn_source_verified"));
+        assert_eq!(d.event("syn_cookie_valid"), d.event("syn_source_verified"));
         assert!(verified <= (v4s.len() + v6s.len()) as u64, "{name}: only clients are verified: {verified}");
         assert_eq!(evictions, 0);
         assert!(r.legit.success() >= 0.99, "{name}: legitimate success {:.2} %", r.legit.success() * 100.0);
@@ -366,7 +366,7 @@ fn hping3_floods_spoofing_lab_sources() {
     let (d, at_origin, secs) = flood(idle);
     assert_eq!(at_origin, 0);
     assert_only_syn_drops("hping3 from an idle address", &d);
-    let syn_acks = event(&d, "syn_ack_sent");
+    let syn_acks = d.event("syn_ack_sent");
     let cap = (REPLY_PPS_PER_DST as f64 * (secs + REPLY_BURST_S)) as u64 + 1;
     assert!(syn_acks <= cap && syn_acks > 0, "per-address reply budget: {syn_acks} SYN-ACKs to one address, cap {cap}");
     assert_eq!(syn_acks + d.drops("syn_challenge_over_budget"), d.rx, "{d:?}");
@@ -380,7 +380,7 @@ fn hping3_floods_spoofing_lab_sources() {
         at_origin > 0 && at_origin <= cap,
         "SYN budget of a verified source: {at_origin} reached origin, cap {cap}"
     );
-    assert_eq!(at_origin, event(&d, "syn_verified_syn"), "what passed is what the budget admitted");
+    assert_eq!(at_origin, d.event("syn_verified_syn"), "what passed is what the budget admitted");
     // The rest of what the worker received is the real client's RSTs to origin's SYN-ACKs (it has
     // no such connection; origin may send a SYN-ACK twice): forwarded, unmarked.
     let others = d.rx - d.drops("syn_verified_over_budget") - at_origin;

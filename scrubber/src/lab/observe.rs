@@ -164,6 +164,11 @@ impl ScrubStats {
         self.dropped.get(reason).copied().unwrap_or(0)
     }
 
+    /// Count of the event `name` (its metrics name, e.g. `syn_ack_sent`), 0 when never seen.
+    pub fn event(&self, name: &str) -> u64 {
+        self.events.get(name).copied().unwrap_or(0)
+    }
+
     /// `self - earlier` (saturating; a restarted daemon starts from zero, so take both
     /// snapshots from one daemon).
     pub fn since(&self, e: &ScrubStats) -> ScrubStats {

@@ -212,7 +212,7 @@ pub struct SynReport {
 impl SynReport {
     /// The figures from the window's counter deltas, `syn_status` and the legitimate clients.
     pub fn of(d: &ScrubStats, syn_status: &serde_json::Value, legit: &LegitReport) -> Option<SynReport> {
-        let e = |k: &str| d.events.get(k).copied().unwrap_or(0);
+        let e = |k: &str| d.event(k);
         let r = SynReport {
             syn_ack_sent: e("syn_ack_sent"),
             cookies_valid: e("syn_cookie_valid"),

@@ -10,7 +10,7 @@ use serde_json::json;
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
-use tests::syn::{Cpu, FIXED_RATE, OriginTcp, budget_config, event, flood_with_load, ms, quantile, sysctl};
+use tests::syn::{Cpu, FIXED_RATE, OriginTcp, budget_config, flood_with_load, ms, quantile, sysctl};
 use tests::topo::ORIGIN_V4;
 use tests::{GenSpec, LabOptions, Role, TestLab, client_sources_v4};
 
@@ -54,7 +54,7 @@ fn run() {
             r.origin_attack,
             o.syn_acks,
             o.ext("SyncookiesSent"),
-            event(&r.d, "syn_ack_sent"),
+            r.d.event("syn_ack_sent"),
             cpu.kernel_ns as f64 / 1e9 / r.seconds,
             r.d.cpu_ns as f64 / 1e9 / r.seconds,
         );
