@@ -289,6 +289,24 @@ impl Drop for TempConfig {
     }
 }
 
+/// Runs `scrubber lab run <args> --json` in a lab of its own (within `timeout`), checks it left
+/// nothing behind, and returns its JSON report.
+pub fn lab_run(args: &[&str], timeout: Duration) -> serde_json::Value {
+    let id = unique_id();
+    let started = Instant::now();
+    let out = Cmd::new(scrubber_bin().display().to_string())
+        .arg("lab")
+        .arg("run")
+        .args(args)
+        .args(&["--json", "--id", &id])
+        .timeout(timeout)
+        .run()
+        .unwrap_or_else(|e| panic!("lab run: {e}"));
+    eprintln!("lab run took {:?}\n{}", started.elapsed(), out.stderr);
+    assert_no_leftovers(&id);
+    serde_json::from_str(&out.stdout).expect("JSON report")
+}
+
 /// Whether an XDP program is attached to `dev` in `ns` (`ip -d link show`).
 pub fn xdp_attached(ns: &str, dev: &str) -> bool {
     let out = Cmd::new("ip").args(&["-d", "link", "show", "dev", dev]).netns(ns).run().expect("ip link show");

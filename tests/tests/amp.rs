@@ -411,17 +411,7 @@ fn without_the_countermeasure_the_flood_reaches_origin() {
 #[test]
 fn lab_run_udp_amp_reports_vectors_budgets_and_dig() {
     require_root!();
-    let id = tests::unique_id();
-    let bin = scrubber_bin().display().to_string();
-    let started = Instant::now();
-    let out = Cmd::new(bin)
-        .args(&["lab", "run", "--scenario", "udp-amp", "--seconds", "3", "--rate", "50000", "--json", "--id", &id])
-        .timeout(Duration::from_secs(120))
-        .run()
-        .unwrap_or_else(|e| panic!("lab run: {e}"));
-    eprintln!("lab run took {:?}\n{}", started.elapsed(), out.stderr);
-    tests::assert_no_leftovers(&id);
-    let r: Value = serde_json::from_str(&out.stdout).expect("JSON report");
+    let r = tests::lab_run(&["--scenario", "udp-amp", "--seconds", "3", "--rate", "50000"], Duration::from_secs(120));
     let a = &r["amp"];
     let n = |p: &str| a.pointer(p).and_then(Value::as_u64).unwrap_or_else(|| panic!("{p} missing: {a}"));
     assert_eq!(n("/dropped_vectors_at_origin"), 0, "{a}");

@@ -370,17 +370,7 @@ fn twenty_start_stop_cycles_leave_nothing_behind() {
 #[test]
 fn lab_run_mixed_reports_and_reconciles() {
     require_root!();
-    let id = tests::unique_id();
-    let bin = scrubber_bin().display().to_string();
-    let started = Instant::now();
-    let out = Cmd::new(bin)
-        .args(&["lab", "run", "--scenario", "mixed", "--seconds", "3", "--json", "--id", &id])
-        .timeout(Duration::from_secs(90))
-        .run()
-        .unwrap_or_else(|e| panic!("lab run: {e}"));
-    eprintln!("lab run took {:?}\n{}", started.elapsed(), out.stderr);
-    assert_no_leftovers(&id);
-    let r: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON report");
+    let r = tests::lab_run(&["--scenario", "mixed", "--seconds", "3"], Duration::from_secs(90));
     for key in [
         "/scenario",
         "/seconds",

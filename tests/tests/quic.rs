@@ -22,8 +22,8 @@ use tests::control::read_pcapng;
 use tests::quic::{ClientReport, QUIC_PORT, client_options, quic_clients, send_datagrams, spawn_quic_clients};
 use tests::topo::{ORIGIN_V4, ORIGIN_V6};
 use tests::{
-    Cmd, Counters, GenSpec, LabOptions, Role, ScrubStats, TempConfig, TestLab, assert_no_leftovers, client_sources_v4,
-    client_sources_v6, require_root, scrubber_bin,
+    Cmd, Counters, GenSpec, LabOptions, Role, ScrubStats, TempConfig, TestLab, client_sources_v4, client_sources_v6,
+    require_root, scrubber_bin,
 };
 
 use dataplane::quic::craft::{self, HelloSpec, InitialSpec};
@@ -382,19 +382,10 @@ fn without_quic_protection_the_floods_reach_origin() {
 #[test]
 fn lab_run_quic_flood_reports_quic_handshakes() {
     require_root!();
-    let id = tests::unique_id();
     let config = config_with(&[]);
     let cfg = config.0.display().to_string();
-    let started = Instant::now();
-    let out = Cmd::new(scrubber_bin().display().to_string())
-        .args(&["lab", "run", "--scenario", "quic-flood", "--seconds", "3", "--rate", "5000", "--json"])
-        .args(&["--config", &cfg, "--id", &id])
-        .timeout(Duration::from_secs(120))
-        .run()
-        .unwrap_or_else(|e| panic!("lab run: {e}"));
-    eprintln!("lab run took {:?}\n{}", started.elapsed(), out.stderr);
-    assert_no_leftovers(&id);
-    let r: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON report");
+    let args = ["--scenario", "quic-flood", "--seconds", "3", "--rate", "5000", "--config", &cfg];
+    let r = tests::lab_run(&args, Duration::from_secs(120));
     let q: ClientReport = serde_json::from_value(r["legit"]["quic"].clone())
         .unwrap_or_else(|e| panic!("legit.quic: {e}: {}", r["legit"]));
     eprintln!(
