@@ -13,9 +13,9 @@
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tests::control::scrubctl_bin;
 use tests::lab::amp::{self, AmpCounts, AmpPlan, DigReport, DropMatchers};
 use tests::topo::ORIGIN_V4;
 use tests::{Cmd, GenReport, GenSpec, LabOptions, ProbeReport, Role, TempConfig, TestLab, require_root, scrubber_bin};
@@ -33,10 +33,6 @@ const AMP_REASONS: [&str; 6] = [
     "amp_fragment_rate_limit",
     "amp_unsolicited",
 ];
-
-fn scrubctl_bin() -> PathBuf {
-    scrubber_bin().with_file_name("scrubctl")
-}
 
 /// `scrubctl stats --json` after the workers have published their latest counters.
 fn scrubctl_stats(t: &TestLab) -> Value {
