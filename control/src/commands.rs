@@ -206,31 +206,36 @@ fn policy_set(s: &mut PolicyState, args: &Value, running: &DataplaneConfig) -> R
     } else {
         return Err(bad("give the new policy as `toml` (text) or `document` (object)"));
     };
-    if &document.dataplane != running {
-        return Err((
-            "rejected",
-            "the [dataplane] section (queues, rings, modes) needs a restart; it must not change".into(),
-        ));
-    }
     let detail = summary(&document);
-    changed(s.set_document(document), "policy set", detail)
+    install(s, document, running, "policy set", "the new policy", detail)
 }
 
-/// `reload`: the config file again, on the same terms as `policy_set` (the `[dataplane]`
-/// section must not change); on any error the running policy stays.
+/// `reload`: the config file again, on the same terms as `policy_set`; on any error the running
+/// policy stays.
 fn reload(s: &mut PolicyState, running: &DataplaneConfig) -> Result<Outcome, CmdError> {
     let document = Config::load(&s.file).map_err(|e| ("rejected", e.to_string()))?;
+    let source = s.file.display().to_string();
+    let detail = format!("{source}: {}", summary(&document));
+    install(s, document, running, "reload", &source, detail)
+}
+
+/// Makes `document` the policy, unless its `[dataplane]` section differs from the running one
+/// (sockets and rings are set up at start: that needs a restart).
+fn install(
+    s: &mut PolicyState,
+    document: Config,
+    running: &DataplaneConfig,
+    what: &'static str,
+    source: &str,
+    detail: String,
+) -> Result<Outcome, CmdError> {
     if &document.dataplane != running {
         return Err((
             "rejected",
-            format!(
-                "{}: the [dataplane] section (queues, rings, modes) changed; that needs a restart",
-                s.file.display()
-            ),
+            format!("{source}: the [dataplane] section (queues, rings, modes) changed; that needs a restart"),
         ));
     }
-    let detail = format!("{}: {}", s.file.display(), summary(&document));
-    changed(s.set_document(document), "reload", detail)
+    changed(s.set_document(document), what, detail)
 }
 
 fn policy_save(s: &PolicyState, args: &Value) -> Result<Outcome, CmdError> {

@@ -109,15 +109,6 @@ impl PolicyState {
         Ok(policy)
     }
 
-    /// Re-reads the file: a new document, the overlay kept.
-    pub fn reload(&mut self) -> Result<Policy, String> {
-        let document = Config::load(&self.file).map_err(|e| e.to_string())?;
-        self.change(|s| {
-            s.document = document;
-            Ok(())
-        })
-    }
-
     /// Adds a prefix to a list (replacing an entry for the same prefix).
     pub fn list_add(
         &mut self,
@@ -271,6 +262,12 @@ impl PolicyState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the `reload` command does once its checks pass: the file again, as a new document.
+    fn reload(s: &mut PolicyState) -> Result<Policy, String> {
+        let document = Config::load(&s.file).map_err(|e| e.to_string())?;
+        s.set_document(document)
+    }
     use crate::config::RuleActionConfig;
     use std::sync::Arc;
 
@@ -374,7 +371,7 @@ mod tests {
         assert_eq!(p.deny_count(), 3);
         assert!(p.denied(dataplane::Addr::v4(0xcb00_7101), 0) && p.denied(dataplane::Addr::v4(0xc612_0901), 0));
         std::fs::write(dir.join("drop.txt"), "203.0.113.0/24\n").unwrap();
-        let p = s.reload().unwrap();
+        let p = reload(&mut s).unwrap();
         assert!(!Arc::ptr_eq(first.deny_base(), p.deny_base()), "the changed file is read again");
         assert_eq!(p.deny_count(), 2, "one file entry and the runtime entry");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -391,12 +388,12 @@ mod tests {
         s.list_add(List::Allow, c("198.18.5.5/32"), None, None).unwrap();
         std::fs::write(&file, "[[prefixes]]\ncidr = \"198.18.100.0/24\"\n[[prefixes]]\ncidr = \"198.18.101.0/24\"\n")
             .unwrap();
-        let p = s.reload().unwrap();
+        let p = reload(&mut s).unwrap();
         assert!(p.bypass);
         assert_eq!(p.prefixes.len(), 2);
         assert_eq!(p.allow_count(), 1);
         std::fs::write(&file, "[[prefixes]]\ncidr = \"banana\"\n").unwrap();
-        assert!(s.reload().unwrap_err().contains("prefixes[0].cidr"));
+        assert!(reload(&mut s).unwrap_err().contains("prefixes[0].cidr"));
         assert_eq!(s.document.prefixes.len(), 2, "the old policy stays");
         std::fs::remove_dir_all(&dir).unwrap();
     }
