@@ -149,17 +149,25 @@ impl PolicyState {
         }
     }
 
-    /// Drops runtime entries expired at `now_ns`; returns the new snapshot if anything expired.
-    pub fn expire(&mut self, now_ns: u64) -> Option<Result<Policy, String>> {
+    /// Drops runtime entries expired at `now_ns`; if anything expired, returns the new snapshot
+    /// and the entries dropped (`deny 198.18.9.0/24`, for the log).
+    pub fn expire(&mut self, now_ns: u64) -> Option<Result<(Policy, Vec<String>), String>> {
         let live = |e: &(Cidr, ListEntry)| e.1.expires_ns.is_none_or(|t| t > now_ns);
-        if self.overlay.deny.iter().all(live) && self.overlay.allow.iter().all(live) {
+        let expired: Vec<String> = [("deny", &self.overlay.deny), ("allow", &self.overlay.allow)]
+            .into_iter()
+            .flat_map(|(list, entries)| entries.iter().filter(|e| !live(e)).map(move |(c, _)| format!("{list} {c}")))
+            .collect();
+        if expired.is_empty() {
             return None;
         }
-        Some(self.change(|s| {
-            s.overlay.deny.retain(live);
-            s.overlay.allow.retain(live);
-            Ok(())
-        }))
+        Some(
+            self.change(|s| {
+                s.overlay.deny.retain(live);
+                s.overlay.allow.retain(live);
+                Ok(())
+            })
+            .map(|policy| (policy, expired)),
+        )
     }
 
     /// Adds a protected prefix.
@@ -291,7 +299,8 @@ mod tests {
         assert_eq!(p.generation, 2);
         assert!(p.denied(dataplane::Addr::v4(0xc612_0901), 999));
         assert!(s.expire(500).is_none());
-        let p = s.expire(1_000).unwrap().unwrap();
+        let (p, expired) = s.expire(1_000).unwrap().unwrap();
+        assert_eq!(expired, ["deny 198.18.9.0/24"]);
         assert!(!p.denied(dataplane::Addr::v4(0xc612_0901), 0));
         assert_eq!(s.generation, 3);
         // A document entry can be deleted too.

@@ -474,18 +474,8 @@ fn start(
             watch_syn_auto(&daemon, &mut syn_active);
             // Publish under the policy lock, as commands do, so snapshots go out in order.
             if let Ok(mut state) = daemon.policy.lock() {
-                let now_ns = now().mono_ns;
-                let expired: Vec<String> = [("deny", &state.overlay.deny), ("allow", &state.overlay.allow)]
-                    .iter()
-                    .flat_map(|(list, entries)| {
-                        entries
-                            .iter()
-                            .filter(|(_, e)| e.expires_ns.is_some_and(|t| t <= now_ns))
-                            .map(move |(c, _)| format!("{list} {c}"))
-                    })
-                    .collect();
-                match state.expire(now_ns) {
-                    Some(Ok(policy)) => match daemon.publish(policy) {
+                match state.expire(now().mono_ns) {
+                    Some(Ok((policy, expired))) => match daemon.publish(policy) {
                         Ok(g) => info!(generation = g, entries = %expired.join(", "), "runtime list entries expired"),
                         Err(e) => warn!("publishing after expiry: {e}"),
                     },
