@@ -449,6 +449,17 @@ fn start(
     while daemon.workers.iter().any(|w| !w.shared.running.load(Ordering::Acquire)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
+    let late: Vec<String> = daemon
+        .workers
+        .iter()
+        .filter(|w| !w.shared.running.load(Ordering::Acquire))
+        .map(|w| format!("{}/{}", w.interface, w.queue))
+        .collect();
+    if !late.is_empty() {
+        // Serving anyway: the watchdog takes a queue whose worker never beats out of the XDP
+        // map, so it falls to the fail mode rather than to a socket nobody reads.
+        warn!(queues = %late.join(", "), "workers not running 5 s after start; serving without them");
+    }
     let server = control_socket::Server::start(daemon.clone()).map_err(|e| StartError(e.to_string()))?;
     let metrics = metrics::MetricsServer::start(&daemon).map_err(|e| StartError(e.to_string()))?;
     info!(
