@@ -116,14 +116,26 @@ fn env() -> Env {
     }
 }
 
+impl Env {
+    /// `State::inspect` one frame, one nanosecond after the last.
+    fn inspect(&mut self, info: &PacketInfo, frame: &[u8]) -> Check {
+        self.now += 1;
+        let now = Now { mono_ns: self.now, wall_secs: 0 };
+        self.state.inspect(&self.shared, &self.global, &self.settings, now, info, frame, &mut self.stats)
+    }
+
+    /// `State::prefetch` for one frame (the pipeline's lookup pass).
+    fn prefetch(&self, info: &PacketInfo, frame: &[u8]) {
+        self.state.prefetch(&self.shared, &self.settings, info, frame);
+    }
+}
+
 fn run(c: &mut Criterion, name: &str, input: &Input, env: &mut Env, expect: fn(Check) -> bool) {
     // Every input gives the expected verdict (checked once, outside the timings).
     let mut probe = self::env();
     probe.settings = env.settings.clone();
     for (f, info) in input.frames.iter().zip(&input.infos).take(256) {
-        probe.now += 1;
-        let now = Now { mono_ns: probe.now, wall_secs: 0 };
-        let v = probe.state.inspect(&probe.shared, &probe.global, &probe.settings, now, info, f, &mut probe.stats);
+        let v = probe.inspect(info, f);
         assert!(expect(v), "{name}: {v:?}");
     }
     let mut g = c.benchmark_group("quic");
@@ -134,17 +146,7 @@ fn run(c: &mut Criterion, name: &str, input: &Input, env: &mut Env, expect: fn(C
         b.iter(|| {
             for _ in 0..PER_ITER {
                 i = (i + 1) % input.frames.len();
-                env.now += 1;
-                let now = Now { mono_ns: env.now, wall_secs: 0 };
-                black_box(env.state.inspect(
-                    &env.shared,
-                    &env.global,
-                    &env.settings,
-                    now,
-                    &input.infos[i],
-                    &input.frames[i],
-                    &mut env.stats,
-                ));
+                black_box(env.inspect(&input.infos[i], &input.frames[i]));
             }
         })
     });
@@ -163,21 +165,11 @@ fn run_batched(c: &mut Criterion, name: &str, input: &Input, env: &mut Env) {
             let n = input.frames.len();
             for k in 0..PER_ITER {
                 let j = (start + k) % n;
-                env.state.prefetch(&env.shared, &env.settings, &input.infos[j], &input.frames[j]);
+                env.prefetch(&input.infos[j], &input.frames[j]);
             }
             for k in 0..PER_ITER {
                 let i = (start + k) % n;
-                env.now += 1;
-                let now = Now { mono_ns: env.now, wall_secs: 0 };
-                black_box(env.state.inspect(
-                    &env.shared,
-                    &env.global,
-                    &env.settings,
-                    now,
-                    &input.infos[i],
-                    &input.frames[i],
-                    &mut env.stats,
-                ));
+                black_box(env.inspect(&input.infos[i], &input.frames[i]));
             }
             start = (start + PER_ITER) % n;
         })
@@ -208,20 +200,10 @@ fn run_warm(c: &mut Criterion, name: &str, input: &Input, env: &mut Env) {
                 let frame = |k: usize, j: usize| &ring[k * SLOT..k * SLOT + input.frames[j].len()];
                 let t = Instant::now();
                 for (k, &j) in batch.iter().enumerate() {
-                    env.state.prefetch(&env.shared, &env.settings, &input.infos[j], frame(k, j));
+                    env.prefetch(&input.infos[j], frame(k, j));
                 }
                 for (k, &j) in batch.iter().enumerate() {
-                    env.now += 1;
-                    let now = Now { mono_ns: env.now, wall_secs: 0 };
-                    black_box(env.state.inspect(
-                        &env.shared,
-                        &env.global,
-                        &env.settings,
-                        now,
-                        &input.infos[j],
-                        frame(k, j),
-                        &mut env.stats,
-                    ));
+                    black_box(env.inspect(&input.infos[j], frame(k, j)));
                 }
                 spent += t.elapsed();
             }
