@@ -4,8 +4,9 @@
 //! With an asymmetric return path the scrubber never sees the server's connection ID, and the
 //! client switches DCID after the server's first Initial (RFC 9000 §7.2), so flows are keyed by
 //! client address and port ↔ server address and port. RSS keeps a 4-tuple on one queue, so the
-//! table is per worker (`ClockTable`: fixed capacity, CLOCK eviction, counted). An entry expires
-//! when no packet refreshed it within the flow TTL.
+//! table is per worker (`FlowTable`: fixed capacity, set-associative so that the lookup pass can
+//! prefetch it, evictions counted). An entry expires when no packet refreshed it within the
+//! flow TTL.
 //!
 //! A flow whose ClientHello spans several Initials (large post-quantum key shares) is `Pending`:
 //! it owns a slot of the fixed `PendingPool`, holding the Initial keys already derived (later

@@ -30,6 +30,7 @@
 
 pub mod client_hello;
 pub mod craft;
+pub mod flow_table;
 pub mod flows;
 pub mod frames;
 pub mod initial;
@@ -45,6 +46,7 @@ use crate::table::ClockTable;
 use crate::verdict::{Check, DropReason};
 use crate::wire::quic::{FIXED_BIT, FORM_LONG, MAX_CID_LEN, Packet, VERSION_NEGOTIATION};
 use client_hello::{Assembly, HelloError, HelloInfo, Status};
+use flow_table::{FlowTable, Refresh};
 use flows::{Flow, FlowKey, FlowState, PendingPool, Summaries};
 use frames::{FrameError, Frames};
 use initial::{HeaderError, InitialHeader, OpenError};
@@ -322,7 +324,7 @@ const SCRATCH_LEN: usize = 1 << 16;
 pub struct State {
     config: StateConfig,
     keys: KeySchedule,
-    flows: ClockTable<FlowKey, Flow>,
+    flows: FlowTable,
     src_buckets: ClockTable<Addr, TokenBucket>,
     dst_buckets: ClockTable<Addr, TokenBucket>,
     budget: Option<TokenBucket>,
@@ -351,7 +353,7 @@ impl State {
         State {
             config,
             keys: KeySchedule::new(),
-            flows: ClockTable::new(config.flows),
+            flows: FlowTable::new(config.flows),
             src_buckets: ClockTable::new(config.src_buckets),
             dst_buckets: ClockTable::new(config.dst_buckets),
             budget: None,
@@ -390,7 +392,7 @@ impl State {
         self.flows.peek(key).map(|f| f.state)
     }
 
-    /// Touches the flow-table entry (and, for an Initial, the replay-table slot) that `inspect`
+    /// Prefetches the flow-table set (and, for an Initial, the replay-table slot) that `inspect`
     /// will read for this frame, so that calling this for every frame of a batch before
     /// deciding any of them overlaps the cache misses of independent frames (the pipeline's
     /// lookup pass). Optional: it changes no state. `frame` is the whole frame's bytes.
@@ -399,7 +401,7 @@ impl State {
         if !settings.enabled || info.protocol != proto::UDP || !settings.is_quic_port(info.dst_port) {
             return;
         }
-        core::hint::black_box(self.flows.peek(&FlowKey::of(info)));
+        self.flows.prefetch(&FlowKey::of(info));
         let start = usize::from(info.payload_offset);
         let dgram = frame.get(start..start + usize::from(info.payload_len)).unwrap_or(&[]);
         if dgram.len() >= MIN_INITIAL_DATAGRAM && dgram[0] & FORM_LONG != 0 {
@@ -476,18 +478,20 @@ impl State {
 
     /// The flow of `key`, refreshed, unless absent or expired (an expired entry is removed).
     fn flow(&mut self, global: &Global, now: Now, key: &FlowKey, stats: &mut Stats) -> Option<Flow> {
-        let expired = now.mono_ns.saturating_sub(self.flows.peek(key)?.last_ns) > global.flow_ttl_ns;
-        if expired {
-            if let Some(Flow { state: FlowState::Pending { slot, generation }, .. }) = self.flows.remove(key) {
-                self.pending.release(slot, generation);
+        match self.flows.refresh(key, now.mono_ns, global.flow_ttl_ns) {
+            Refresh::Absent => None,
+            Refresh::Expired(old) => {
+                if let FlowState::Pending { slot, generation } = old.state {
+                    self.pending.release(slot, generation);
+                }
+                stats.event(Event::QuicFlowExpired);
+                None
             }
-            stats.event(Event::QuicFlowExpired);
-            return None;
+            Refresh::Live(flow) => {
+                self.last_tag = flow.summary;
+                Some(flow)
+            }
         }
-        let flow = self.flows.get_mut(key)?;
-        flow.last_ns = now.mono_ns;
-        self.last_tag = flow.summary;
-        Some(*flow)
     }
 
     /// Handshake, 0-RTT and short-header packets: forwarded for admitted flows only (strict).
@@ -787,7 +791,7 @@ impl State {
     }
 
     fn insert_flow(&mut self, key: FlowKey, flow: Flow) {
-        if let Some((_, Flow { state: FlowState::Pending { slot, generation }, .. })) = self.flows.insert(key, flow) {
+        if let Some(Flow { state: FlowState::Pending { slot, generation }, .. }) = self.flows.insert(key, flow) {
             self.pending.release(slot, generation);
         }
     }
