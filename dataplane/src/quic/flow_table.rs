@@ -1,12 +1,15 @@
 //! `FlowTable`: the per-worker QUIC flow table, set-associative so that a lookup can be
 //! prefetched.
 //!
-//! A key hashes (keyed, random per process, as `ClockTable`'s map) to one set of `WAYS` entries,
-//! each entry one cache line: the key's bytes, the flow's state, its summary reference and its
-//! last packet time. `prefetch` starts the set's lines without reading anything, so the
-//! pipeline's lookup pass overlaps the misses of a whole batch. A general hash map cannot offer
-//! that: its probe reads control bytes, then buckets, two dependent reads that a lookup pass
-//! would have to wait for.
+//! A key hashes (keyed, random per process, as `ClockTable`'s map) to one set of `WAYS` entries.
+//! Each set has a tag word, four 16-bit tags from the hash's high bits (0: free way), in a
+//! compact array (8 bytes a set: 256 KiB for the default 131 072 flows, so it stays in the
+//! L2 cache), and four entries of one cache line each: the key's fields, the flow's state, its
+//! summary reference and its last packet time. A lookup reads the tag word and only the entry
+//! whose tag matches, so a miss (a flood of junk for unknown flows) costs one read of the tag
+//! array, and `prefetch` can start exactly the lines the lookup will read. A general hash map's
+//! probe reads control bytes, then buckets: two dependent reads a lookup pass would have to
+//! wait for.
 //!
 //! Capacity is fixed: `capacity` rounded up to whole sets of a power-of-two count. Inserting into
 //! a full set evicts, and counts it. The victim is the oldest entry not hit since it was
@@ -24,7 +27,6 @@ use hashbrown::DefaultHashBuilder;
 /// Entries per set.
 pub const WAYS: usize = 4;
 
-const EMPTY: u8 = 0;
 const PENDING: u8 = 1;
 const ADMITTED: u8 = 2;
 const REFUSED: u8 = 3;
@@ -57,7 +59,7 @@ impl Entry {
         client: 0,
         server: 0,
         ports: 0,
-        kind: EMPTY,
+        kind: ADMITTED,
         referenced: false,
         slot: 0,
         generation: 0,
@@ -67,7 +69,7 @@ impl Entry {
 
     #[inline]
     fn holds(&self, key: &FlowKey) -> bool {
-        self.kind != EMPTY && self.client == key.client.0 && self.server == key.server.0 && self.ports == ports(key)
+        self.client == key.client.0 && self.server == key.server.0 && self.ports == ports(key)
     }
 
     fn flow(&self) -> Flow {
@@ -104,6 +106,7 @@ pub enum Refresh {
 /// Fixed-capacity, set-associative flow table. See the module docs.
 #[derive(Debug)]
 pub struct FlowTable {
+    tags: Box<[u64]>,
     entries: Box<[Entry]>,
     mask: usize,
     hasher: DefaultHashBuilder,
@@ -111,11 +114,20 @@ pub struct FlowTable {
     evictions: u64,
 }
 
+/// Where a key lives: its set, its tag, and its entry's index if present.
+#[derive(Clone, Copy)]
+struct Place {
+    set: usize,
+    tag: u16,
+    found: Option<usize>,
+}
+
 impl FlowTable {
     /// A table of at least `capacity` entries (whole sets, a power-of-two count of them).
     pub fn new(capacity: usize) -> FlowTable {
         let sets = capacity.max(1).div_ceil(WAYS).next_power_of_two();
         FlowTable {
+            tags: vec![0; sets].into_boxed_slice(),
             entries: vec![Entry::FREE; sets * WAYS].into_boxed_slice(),
             mask: sets - 1,
             hasher: DefaultHashBuilder::default(),
@@ -124,50 +136,85 @@ impl FlowTable {
         }
     }
 
+    /// The set and tag of `key`: the hash's low bits pick the set, its top 16 bits (never 0,
+    /// which marks a free way) are the tag.
     #[inline]
-    fn set_of(&self, key: &FlowKey) -> usize {
-        (self.hasher.hash_one(key) as usize) & self.mask
+    fn slot_of(&self, key: &FlowKey) -> (usize, u16) {
+        let hash = self.hasher.hash_one(key);
+        ((hash as usize) & self.mask, ((hash >> 48) as u16).max(1))
+    }
+
+    /// Ways of `set` whose tag may be `tag`, as a bit mask: every match, and rarely a way above
+    /// a match as well (the lane test below borrows across lanes), which the key compare then
+    /// rejects.
+    #[inline]
+    fn matching(&self, set: usize, tag: u16) -> u32 {
+        const LOW: u64 = 0x0001_0001_0001_0001;
+        const HIGH: u64 = 0x8000_8000_8000_8000;
+        let x = self.tags[set] ^ (u64::from(tag) * LOW);
+        let zero = x.wrapping_sub(LOW) & !x & HIGH;
+        ((zero >> 15) & 1 | (zero >> 30) & 2 | (zero >> 45) & 4 | (zero >> 60) & 8) as u32
     }
 
     #[inline]
-    fn set(&self, set: usize) -> &[Entry] {
-        &self.entries[set * WAYS..(set + 1) * WAYS]
+    fn set_tag(&mut self, set: usize, way: usize, tag: u16) {
+        let shift = 16 * way;
+        self.tags[set] = (self.tags[set] & !(0xffff << shift)) | u64::from(tag) << shift;
     }
 
-    /// The set of `key` and, if present, the index of its entry.
     #[inline]
-    fn find(&self, key: &FlowKey) -> (usize, Option<usize>) {
-        let set = self.set_of(key);
-        let way = self.set(set).iter().position(|e| e.holds(key));
-        (set, way.map(|w| set * WAYS + w))
-    }
-
-    /// Starts loading the lines a lookup of `key` reads; reads nothing itself.
-    #[inline]
-    pub fn prefetch(&self, key: &FlowKey) {
-        for e in self.set(self.set_of(key)) {
-            crate::xsk::prefetch_ref(e);
+    fn find(&self, key: &FlowKey) -> Place {
+        let (set, tag) = self.slot_of(key);
+        let mut ways = self.matching(set, tag);
+        while ways != 0 {
+            let i = set * WAYS + ways.trailing_zeros() as usize;
+            if self.entries[i].holds(key) {
+                return Place { set, tag, found: Some(i) };
+            }
+            ways &= ways - 1;
         }
+        Place { set, tag, found: None }
+    }
+
+    /// Starts loading what a lookup of `key` reads: the set's tag word, and the entries whose
+    /// tag matches (read from the tag word, which the L2 cache usually holds); with `all_ways`,
+    /// every entry of the set, for a packet that may insert and so evict.
+    #[inline]
+    pub fn prefetch(&self, key: &FlowKey, all_ways: bool) {
+        let (set, tag) = self.slot_of(key);
+        crate::xsk::prefetch_ref(&self.tags[set]);
+        let ways = if all_ways { (1 << WAYS) - 1 } else { self.matching(set, tag) };
+        for w in 0..WAYS {
+            if ways & 1 << w != 0 {
+                crate::xsk::prefetch_ref(&self.entries[set * WAYS + w]);
+            }
+        }
+    }
+
+    /// Frees entry `i` of `set`.
+    #[inline]
+    fn free(&mut self, set: usize, i: usize) {
+        self.set_tag(set, i % WAYS, 0);
+        self.len -= 1;
     }
 
     /// The flow of `key`, without marking it used.
     #[inline]
     pub fn peek(&self, key: &FlowKey) -> Option<Flow> {
-        self.find(key).1.map(|i| self.entries[i].flow())
+        self.find(key).found.map(|i| self.entries[i].flow())
     }
 
     /// `key`'s flow after a packet at `now_ns`: absent; expired (no packet for over `ttl_ns`:
     /// removed, and returned); or live (its last packet time set to `now_ns` and marked used).
     #[inline]
     pub fn refresh(&mut self, key: &FlowKey, now_ns: u64, ttl_ns: u64) -> Refresh {
-        let Some(i) = self.find(key).1 else {
+        let Place { set, found: Some(i), .. } = self.find(key) else {
             return Refresh::Absent;
         };
         let e = &mut self.entries[i];
         if now_ns.saturating_sub(e.last_ns) > ttl_ns {
             let flow = e.flow();
-            *e = Entry::FREE;
-            self.len -= 1;
+            self.free(set, i);
             return Refresh::Expired(flow);
         }
         e.last_ns = now_ns;
@@ -177,55 +224,56 @@ impl FlowTable {
 
     /// Removes `key`, returning its flow.
     pub fn remove(&mut self, key: &FlowKey) -> Option<Flow> {
-        let i = self.find(key).1?;
+        let Place { set, found: Some(i), .. } = self.find(key) else {
+            return None;
+        };
         let flow = self.entries[i].flow();
-        self.entries[i] = Entry::FREE;
-        self.len -= 1;
+        self.free(set, i);
         Some(flow)
     }
 
     /// Inserts or replaces `key`'s flow. Returns the flow evicted to make room, if one was.
     pub fn insert(&mut self, key: FlowKey, flow: Flow) -> Option<Flow> {
-        let (set, found) = self.find(&key);
+        let Place { set, tag, found } = self.find(&key);
         if let Some(i) = found {
             let e = &mut self.entries[i];
             e.set_flow(&flow);
             e.referenced = true;
             return None;
         }
-        let (i, evicted) = match self.set(set).iter().position(|e| e.kind == EMPTY) {
+        let (way, evicted) = match (0..WAYS).find(|&w| (self.tags[set] >> (16 * w)) as u16 == 0) {
             Some(way) => {
                 self.len += 1;
-                (set * WAYS + way, None)
+                (way, None)
             }
             None => {
-                let i = self.victim(set);
+                let way = self.victim(set);
                 self.evictions += 1;
-                (i, Some(self.entries[i].flow()))
+                (way, Some(self.entries[set * WAYS + way].flow()))
             }
         };
+        self.set_tag(set, way, tag);
         // New entries start unreferenced: a flow seen once is the first to go under a flood.
-        let e = &mut self.entries[i];
+        let e = &mut self.entries[set * WAYS + way];
         *e = Entry { client: key.client.0, server: key.server.0, ports: ports(&key), ..Entry::FREE };
         e.set_flow(&flow);
         evicted
     }
 
-    /// The entry of a full `set` to evict: the oldest not hit since insertion (or since the
-    /// set's marks were last cleared); when all were hit, the marks are cleared and the oldest
-    /// goes.
+    /// The way of a full `set` to evict: the oldest not hit since insertion (or since the set's
+    /// marks were last cleared); when all were hit, the marks are cleared and the oldest goes.
     fn victim(&mut self, set: usize) -> usize {
-        let range = set * WAYS..(set + 1) * WAYS;
+        let entries = &mut self.entries[set * WAYS..(set + 1) * WAYS];
         let oldest = |entries: &[Entry], unhit_only: bool| {
-            range.clone().filter(|&i| !(unhit_only && entries[i].referenced)).min_by_key(|&i| entries[i].last_ns)
+            (0..WAYS).filter(|&w| !(unhit_only && entries[w].referenced)).min_by_key(|&w| entries[w].last_ns)
         };
-        if let Some(i) = oldest(&self.entries, true) {
-            return i;
+        if let Some(w) = oldest(entries, true) {
+            return w;
         }
-        for e in &mut self.entries[range.clone()] {
+        for e in entries.iter_mut() {
             e.referenced = false;
         }
-        oldest(&self.entries, false).unwrap_or(range.start)
+        oldest(entries, false).unwrap_or(0)
     }
 
     /// Occupancy and eviction figures.
@@ -304,6 +352,23 @@ mod tests {
         let kept = live.iter().filter(|k| t.peek(k).is_some()).count();
         assert!(kept >= 250, "only {kept} of 256 live flows kept");
         assert!(t.stats().evictions > 0);
+    }
+
+    #[test]
+    fn tag_matching_finds_every_equal_lane() {
+        let mut t = FlowTable::new(4);
+        for (word, tag) in
+            [(0u64, 1u16), (0x0001_0002_0001_0000, 1), (0xffff_0000_ffff_0001, 0xffff), (u64::MAX, 0xfffe)]
+        {
+            t.tags[0] = word;
+            let exact = (0..WAYS).filter(|&w| (word >> (16 * w)) as u16 == tag).fold(0u32, |m, w| m | 1 << w);
+            let got = t.matching(0, tag);
+            assert_eq!(got & exact, exact, "{word:#x} {tag:#x}: every match reported");
+            // Extra lanes only above a true match (a borrow).
+            if exact == 0 {
+                assert_eq!(got, 0, "{word:#x} {tag:#x}");
+            }
+        }
     }
 
     #[test]

@@ -401,10 +401,12 @@ impl State {
         if !settings.enabled || info.protocol != proto::UDP || !settings.is_quic_port(info.dst_port) {
             return;
         }
-        self.flows.prefetch(&FlowKey::of(info));
         let start = usize::from(info.payload_offset);
         let dgram = frame.get(start..start + usize::from(info.payload_len)).unwrap_or(&[]);
-        if dgram.len() >= MIN_INITIAL_DATAGRAM && dgram[0] & FORM_LONG != 0 {
+        // An Initial may insert, and so read every entry of its set to pick a victim.
+        let initial = dgram.len() >= MIN_INITIAL_DATAGRAM && dgram[0] & FORM_LONG != 0;
+        self.flows.prefetch(&FlowKey::of(info), initial);
+        if initial {
             let dcid_len = usize::from(dgram[5]).min(MAX_CID_LEN);
             shared.replay.touch(shared.replay.hash_dcid(&dgram[6..6 + dcid_len]));
         }
