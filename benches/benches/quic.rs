@@ -29,11 +29,11 @@
 //!   one flow-table miss).
 //!
 //! Measured on the 2-core development VM (SHA-NI, VAES), on-CPU time per packet, two runs in
-//! one session: full first Initial 1.53–1.57 µs from the 20 MB pool, 1.34–1.36 µs with the batch
-//! prefetch, 1.15–1.16 µs from warm frames, 0.97–0.99 µs hot, 1.71–1.73 µs while a capture
-//! makes it compute the fingerprint; of that, key derivation 0.50–0.52 µs (14 SHA-256
+//! one session: full first Initial 1.41–1.47 µs from the 20 MB pool, 1.28–1.35 µs with the batch
+//! prefetch, 1.09–1.10 µs from warm frames, 0.97–0.99 µs hot, 1.54–1.60 µs while a capture
+//! makes it compute the fingerprint; of that, key derivation 0.51–0.55 µs (14 SHA-256
 //! compressions, the fewest HKDF allows) and header protection + AEAD over 1200 bytes
-//! 0.30 µs. Structural rejections 13–18 ns.
+//! 0.30 µs. Structural rejections 13.5–23 ns.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::Now;
