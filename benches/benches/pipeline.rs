@@ -96,7 +96,24 @@ fn benches(c: &mut Criterion) {
     }
     run_warm(c, "syn_flood_challenge_warm_frames", &syns, pipeline_unbounded_replies(lab_policy(0, None)));
     run(c, "malformed_drop", FramePool::new(malformed(POOL), 192), pipeline(lab_policy(0, None), 1 << 20));
+
+    // Admitted QUIC flows' 1-RTT packets: each is forwarded after one flow-table hit (strict
+    // gating). The flows are admitted first, by their valid first Initials, outside the timing.
+    let (initials, shorts) = quic_flows(QUIC_FLOWS);
+    let mut quic = pipeline(quic_policy(), 1 << 20);
+    let mut initials = FramePool::new(initials, 1344);
+    let mut now = 0;
+    for batch in 0..QUIC_FLOWS / BATCH {
+        now += 10_000;
+        let admitted = initials.run_batch(&mut quic, batch, Now { mono_ns: now, wall_secs: 0 }, &mut verdicts);
+        assert_eq!(admitted, BATCH, "every first Initial admits its flow: {verdicts:?}");
+    }
+    let shorts = FramePool::new(shorts, 256);
+    run_warm(c, "quic_admitted_forward_warm_frames", &shorts, quic);
 }
+
+/// Admitted QUIC flows in `quic_admitted_forward_warm_frames`: a full default flow table.
+const QUIC_FLOWS: usize = 1 << 17;
 
 criterion_group! {
     name = pipeline_benches;

@@ -297,3 +297,38 @@ pub fn syn_flood(n: usize) -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+/// The lab policy with QUIC protection on (strict gating) and no Initial budgets, so that a
+/// bench can admit many flows quickly.
+pub fn quic_policy() -> Policy {
+    let mut policy = lab_policy(0, None);
+    for profile in &mut policy.profiles {
+        profile.quic.enabled = true;
+        profile.quic.src_initial_rate = None;
+        profile.quic.dst_initial_rate = None;
+    }
+    policy.quic.decrypt_budget_pps = 0;
+    policy
+}
+
+/// `n` QUIC flows (IPv4 and IPv6 clients to the protected servers, port 443): for each, a valid
+/// first Initial that admits it and a 1-RTT (short-header) packet of 100 bytes of the flow.
+pub fn quic_flows(n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    use dataplane::quic::craft::{self, Kind};
+    let schedule = dataplane::quic::keys::KeySchedule::new();
+    (0..n as u32)
+        .map(|i| {
+            // IPv4 clients from 198.19.0.0/16: `client_v4` meets the server's own address once.
+            let v4 = IpAddr::V4(Ipv4Addr::from(0xc613_0000 | (i & 0xffff)));
+            let (src, dst) = if i % 2 == 0 { (v4, server_v4()) } else { (client_v6(i), server_v6()) };
+            let port = 1024 + (i % 60000) as u16;
+            let initial = craft::generate(&schedule, Kind::Valid, u64::from(i), None);
+            let mut short = craft::generate(&schedule, Kind::ShortHeaderJunk, u64::from(i), None);
+            short.resize(100, 0x5a);
+            (
+                Packet::udp(src, port, dst, 443).payload(&initial).build(),
+                Packet::udp(src, port, dst, 443).payload(&short).build(),
+            )
+        })
+        .unzip()
+}

@@ -353,7 +353,7 @@ impl State {
         State {
             config,
             keys: KeySchedule::new(),
-            flows: FlowTable::new(config.flows),
+            flows: FlowTable::for_flows(config.flows),
             src_buckets: ClockTable::new(config.src_buckets),
             dst_buckets: ClockTable::new(config.dst_buckets),
             budget: None,

@@ -562,7 +562,10 @@ fn tables_are_bounded_and_counted() {
     }
     h.state.refresh_table_stats(&mut h.stats);
     let t = h.stats.tables[Table::QuicFlows.index()];
-    assert_eq!((t.len, t.capacity, t.evictions), (4, 4, 6));
+    // Room for 4 flows is 8 entries in two sets of four; where the 10 flows land is random.
+    assert_eq!(t.capacity, 8);
+    assert!(t.len <= 8 && t.evictions >= 2, "{t:?}");
+    assert_eq!(t.len + t.evictions, 10);
 }
 
 proptest! {
