@@ -9,6 +9,14 @@
 //! clock hand walks. No allocation after construction.
 
 use core::hash::Hash;
+
+/// Number of sets for at least `slots` entries of `ways` per set: a power of two, at least one
+/// (the sizing of every set-associative table: the SYN verified table, the amplification
+/// tables, the QUIC flow table).
+#[inline]
+pub fn set_count(slots: usize, ways: usize) -> usize {
+    slots.max(1).div_ceil(ways).next_power_of_two()
+}
 use hashbrown::HashMap;
 
 #[derive(Debug)]

@@ -115,9 +115,9 @@ fn addr_words(a: Addr) -> [u64; 2] {
     [(a.0 >> 64) as u64, a.0 as u64]
 }
 
-/// Number of sets for `slots` entries of `ways` per set: a power of two, at least one.
+/// Number of sets for `slots` entries (at most `MAX_SLOTS`) of `ways` per set.
 fn set_count(slots: usize, ways: usize) -> usize {
-    slots.clamp(ways, MAX_SLOTS).div_ceil(ways).next_power_of_two()
+    crate::table::set_count(slots.min(MAX_SLOTS), ways)
 }
 
 // --- budgets --------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ impl Verified {
     /// A table of at least `capacity` entries (rounded up to a power-of-two number of sets),
     /// hashing with `seed` (from the daemon's randomness).
     pub fn new(capacity: usize, seed: [u64; 2]) -> Verified {
-        let sets = capacity.div_ceil(WAYS).max(1).next_power_of_two().min(1 << EXP_BITS);
+        let sets = crate::table::set_count(capacity, WAYS).min(1 << EXP_BITS);
         let filter_bits = (sets * WAYS * FILTER_BITS_PER_ENTRY).max(64);
         Verified {
             sets: (0..sets).map(|_| Set::default()).collect(),
