@@ -133,7 +133,7 @@ impl FlowTable {
 
     /// A table of at least `capacity` entries (whole sets, a power-of-two count of them).
     pub fn new(capacity: usize) -> FlowTable {
-        let sets = capacity.max(1).div_ceil(WAYS).next_power_of_two();
+        let sets = crate::table::set_count(capacity, WAYS);
         FlowTable {
             tags: vec![0; sets].into_boxed_slice(),
             entries: vec![Entry::FREE; sets * WAYS].into_boxed_slice(),
@@ -249,15 +249,17 @@ impl FlowTable {
             e.referenced = true;
             return None;
         }
-        let (way, evicted) = match (0..WAYS).find(|&w| (self.tags[set] >> (16 * w)) as u16 == 0) {
-            Some(way) => {
-                self.len += 1;
-                (way, None)
-            }
-            None => {
+        // Free ways have tag 0; the lowest lane the lane test reports is always a true match.
+        let free = self.matching(set, 0);
+        let (way, evicted) = match free {
+            0 => {
                 let way = self.victim(set);
                 self.evictions += 1;
                 (way, Some(self.entries[set * WAYS + way].flow()))
+            }
+            _ => {
+                self.len += 1;
+                (free.trailing_zeros() as usize, None)
             }
         };
         self.set_tag(set, way, tag);

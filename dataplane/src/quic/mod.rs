@@ -408,7 +408,7 @@ impl State {
         self.flows.prefetch(&FlowKey::of(info), initial);
         if initial {
             let dcid_len = usize::from(dgram[5]).min(MAX_CID_LEN);
-            shared.replay.touch(shared.replay.hash_dcid(&dgram[6..6 + dcid_len]));
+            shared.replay.prefetch(shared.replay.hash_dcid(&dgram[6..6 + dcid_len]));
         }
     }
 

@@ -147,7 +147,7 @@ impl ReplayTable {
     /// read: a read would hold the CPU's reorder window until the line arrives, so a batch's
     /// misses would overlap only a few at a time.
     #[inline]
-    pub fn touch(&self, dcid_hash: u64) {
+    pub fn prefetch(&self, dcid_hash: u64) {
         crate::xsk::prefetch_ref(&self.slots[(dcid_hash as usize) & self.mask]);
     }
 
