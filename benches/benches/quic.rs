@@ -124,9 +124,17 @@ impl Env {
         self.state.inspect(&self.shared, &self.global, &self.settings, now, info, frame, &mut self.stats)
     }
 
-    /// `State::prefetch` for one frame (the pipeline's lookup pass).
-    fn prefetch(&self, info: &PacketInfo, frame: &[u8]) {
-        self.state.prefetch(&self.shared, &self.settings, info, frame);
+    /// One batch as the pipeline decides it: `State::prefetch` for each of its `PER_ITER`
+    /// frames (the lookup pass), then `inspect` each. `frame(k)` is the batch's frame `k`.
+    fn decide_batch<'a>(&mut self, frame: impl Fn(usize) -> (&'a PacketInfo, &'a [u8])) {
+        for k in 0..PER_ITER {
+            let (info, bytes) = frame(k);
+            self.state.prefetch(&self.shared, &self.settings, info, bytes);
+        }
+        for k in 0..PER_ITER {
+            let (info, bytes) = frame(k);
+            black_box(self.inspect(info, bytes));
+        }
     }
 }
 
@@ -163,14 +171,10 @@ fn run_batched(c: &mut Criterion, name: &str, input: &Input, env: &mut Env) {
     g.bench_function(name, |b| {
         b.iter(|| {
             let n = input.frames.len();
-            for k in 0..PER_ITER {
+            env.decide_batch(|k| {
                 let j = (start + k) % n;
-                env.prefetch(&input.infos[j], &input.frames[j]);
-            }
-            for k in 0..PER_ITER {
-                let i = (start + k) % n;
-                black_box(env.inspect(&input.infos[i], &input.frames[i]));
-            }
+                (&input.infos[j], &input.frames[j][..])
+            });
             start = (start + PER_ITER) % n;
         })
     });
@@ -199,12 +203,7 @@ fn run_warm(c: &mut Criterion, name: &str, input: &Input, env: &mut Env) {
                 }
                 let frame = |k: usize, j: usize| &ring[k * SLOT..k * SLOT + input.frames[j].len()];
                 let t = Instant::now();
-                for (k, &j) in batch.iter().enumerate() {
-                    env.prefetch(&input.infos[j], frame(k, j));
-                }
-                for (k, &j) in batch.iter().enumerate() {
-                    black_box(env.inspect(&input.infos[j], frame(k, j)));
-                }
+                env.decide_batch(|k| (&input.infos[batch[k]], frame(k, batch[k])));
                 spent += t.elapsed();
             }
             spent
