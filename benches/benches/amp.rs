@@ -7,7 +7,9 @@
 //! outside the timed part, as the kernel or the NIC leaves frames for a running worker.
 //! Run: `cargo bench -p benches --bench amp`.
 
-use benches::{BATCH, timed_batches};
+use benches::{
+    BATCH, amp_reflector as reflector, amp_responses as pool, amp_samples, amp_victim as victim, timed_batches,
+};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::Now;
 use dataplane::amp::samples::{self, ATTACK_VARIANTS, ATTACKS, LEGIT, Spec};
@@ -16,7 +18,6 @@ use dataplane::build::Packet;
 use dataplane::parse::{PacketInfo, parse};
 use dataplane::stats::Stats;
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 /// The daemon's allocator, so that tables sit on huge pages as they do in production.
@@ -24,34 +25,6 @@ use std::time::{Duration, Instant};
 static ALLOC: dataplane::mem::HugePageAlloc = dataplane::mem::HugePageAlloc;
 
 const POOL: usize = 1 << 14;
-
-fn reflector(i: usize) -> IpAddr {
-    if i % 4 == 3 {
-        IpAddr::V6(Ipv6Addr::from(0x2001_0002_0000_0001_0000_0000_0000_0000u128 | (i as u128 * 7919 % 65536)))
-    } else {
-        IpAddr::V4(Ipv4Addr::from(0xc612_0000 | (i as u32 * 7919 % 65536)))
-    }
-}
-
-fn victim(i: usize, v6: bool) -> IpAddr {
-    if v6 {
-        IpAddr::V6(Ipv6Addr::from(0x2001_0002_0000_0100_0000_0000_0000_0000u128 | (i as u128 % 256)))
-    } else {
-        IpAddr::V4(Ipv4Addr::from(0xc612_6400 | (i as u32 % 256)))
-    }
-}
-
-/// A pool of frames drawn round-robin from `specs`, from many reflectors to the protected /24.
-fn pool(specs: &[&Spec], n: usize) -> Vec<Vec<u8>> {
-    (0..n)
-        .map(|i| {
-            let spec = specs[i % specs.len()];
-            let src = reflector(i);
-            let dst = victim(i / specs.len(), src.is_ipv6());
-            Packet::udp(src, spec.src_port, dst, 1024 + (i % 60_000) as u16).payload(&spec.payload(i as u64)).build()
-        })
-        .collect()
-}
 
 struct Bench {
     frames: Vec<Vec<u8>>,
@@ -184,13 +157,9 @@ fn run_warm(c: &mut Criterion, name: &str, mut bench: Bench) {
     group.finish();
 }
 
-fn specs(names: &[&str]) -> Vec<&'static Spec> {
-    names.iter().map(|n| ATTACKS.iter().chain(ATTACK_VARIANTS).find(|s| s.name == *n).expect("known sample")).collect()
-}
-
 fn benches(c: &mut Criterion) {
     // Vectors the default profile drops, in the mix seen in large reflection floods.
-    let dropped = specs(&[
+    let dropped = amp_samples(&[
         "memcached",
         "memcached-continuation",
         "ntp-private",
@@ -214,7 +183,7 @@ fn benches(c: &mut Criterion) {
     run(c, "signatures_all_forms", Bench::new(pool(&all, POOL), Settings::default()), |b, n, _| b.classify(n));
 
     // DNS responses over the per-destination budget (shared GCRA buckets, 256 destinations).
-    let dns = specs(&["dns"]);
+    let dns = amp_samples(&["dns"]);
     let mut limited = Settings::default();
     let i = Global::default().catalogue.index_of("dns").expect("dns");
     limited.vectors[i].action =

@@ -3,6 +3,7 @@
 //! instead of one flow that sits in L1.
 
 use dataplane::Cidr;
+use dataplane::amp::samples::{ATTACK_VARIANTS, ATTACKS, Spec};
 use dataplane::build::Packet;
 use dataplane::policy::{self, ForwardMode, ForwardSettings, Policy, PolicyBuilder, Profile, VlanAction};
 use dataplane::ratelimit::Rate;
@@ -168,11 +169,14 @@ impl RxRing {
     pub fn fill(&mut self, pool: &FramePool, batch: usize) {
         let batches = pool.lens.len() / BATCH;
         let first = (batch % batches.max(1)) * BATCH;
-        let slot = self.slot.min(pool.slot);
         for i in 0..BATCH {
-            let from = (first + i) * pool.slot;
-            self.buf[i * self.slot..i * self.slot + slot].copy_from_slice(&pool.buf[from..from + slot]);
-            self.lens[i] = pool.lens[first + i];
+            // The frame's bytes only, as a NIC or the kernel writes them; the headroom is the
+            // worker's and the tail of the slot is never read.
+            let len = pool.lens[first + i].min(self.slot - HEADROOM);
+            let from = (first + i) * pool.slot + HEADROOM;
+            let to = i * self.slot + HEADROOM;
+            self.buf[to..to + len].copy_from_slice(&pool.buf[from..from + len]);
+            self.lens[i] = len;
         }
     }
 
@@ -331,4 +335,43 @@ pub fn quic_flows(n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
             )
         })
         .unzip()
+}
+
+/// Reflector `i` of 64 Ki (one in four IPv6), for amplification floods.
+pub fn amp_reflector(i: usize) -> IpAddr {
+    if i % 4 == 3 {
+        IpAddr::V6(Ipv6Addr::from(0x2001_0002_0000_0001_0000_0000_0000_0000u128 | (i as u128 * 7919 % 65536)))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(0xc612_0000 | (i as u32 * 7919 % 65536)))
+    }
+}
+
+/// Victim `i` of the 256 protected hosts of the lab /24 (or its IPv6 /64).
+pub fn amp_victim(i: usize, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(0x2001_0002_0000_0100_0000_0000_0000_0000u128 | (i as u128 % 256)))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(0xc612_6400 | (i as u32 % 256)))
+    }
+}
+
+/// The attack samples named (`dataplane::amp::samples`, attack forms and variants).
+///
+/// # Panics
+/// On a name the samples do not have (a bench's own typo).
+pub fn amp_samples(names: &[&str]) -> Vec<&'static Spec> {
+    names.iter().map(|n| ATTACKS.iter().chain(ATTACK_VARIANTS).find(|s| s.name == *n).expect("known sample")).collect()
+}
+
+/// `n` reflection responses drawn round-robin from `specs`, from 64 Ki reflectors to the 256
+/// protected hosts.
+pub fn amp_responses(specs: &[&Spec], n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let spec = specs[i % specs.len()];
+            let src = amp_reflector(i);
+            let dst = amp_victim(i / specs.len(), src.is_ipv6());
+            Packet::udp(src, spec.src_port, dst, 1024 + (i % 60_000) as u16).payload(&spec.payload(i as u64)).build()
+        })
+        .collect()
 }
