@@ -5,7 +5,7 @@ CARGO ?= cargo
 PROFILE ?= ci
 BIN := target/$(PROFILE)
 
-.PHONY: all deps build test lab bench bench-lab bench-rfc2544 fuzz soak fmt lint clean
+.PHONY: all deps build test lab bench bench-lab bench-rfc2544 bench-scaling fuzz soak fmt lint clean
 
 all: build
 
@@ -59,6 +59,11 @@ bench-lab: build
 ## for frame sizes 64..1518 (root; not part of make test).
 bench-rfc2544: build
 	$(BIN)/scrubber lab bench --throughput $(BENCH_ARGS)
+
+## make bench-scaling: pipeline throughput against the number of pinned workers sharing one
+## process's cross-worker tables, in memory (no root, no NIC; SCALING_ARGS= e.g. --cores 0,2,4).
+bench-scaling: deps
+	$(CARGO) run --release -p benches --bin worker-scaling -- $(SCALING_ARGS)
 
 SOAK_SECONDS ?= 600
 soak: build
