@@ -296,7 +296,6 @@ fn parse_args(cores: Vec<core_affinity::CoreId>) -> Result<Args, String> {
             "--paths" => args.paths = value()?.split(',').map(Path::parse).collect::<Result<_, _>>()?,
             "--json" => args.json = true,
             "--copy-only" => args.copy_only = true,
-            "--bench" => {} // cargo bench passes it to every target
             "-h" | "--help" => return Err(usage()),
             other => return Err(format!("unknown argument {other:?}\n{}", usage())),
         }
