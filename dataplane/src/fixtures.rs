@@ -455,6 +455,18 @@ fn cases() -> Vec<Case> {
             FWD,
         ),
         case_with(
+            "bypass forwards a deny-listed source",
+            Knobs { bypass: true, ..Knobs::default() },
+            Packet::udp(ip("198.18.66.5"), 1, server(), 2).build(),
+            FWD,
+        ),
+        case_with(
+            "bypass still drops malformed frames",
+            Knobs { bypass: true, ..Knobs::default() },
+            cut_ipv4(tcp().build(), 30),
+            drop(R::TcpTruncated),
+        ),
+        case_with(
             "vlan set pushes a tag",
             Knobs { vlan: Some(VlanAction::Set(42)), ..Knobs::default() },
             tcp().build(),

@@ -112,22 +112,26 @@ struct Lookup {
 impl Lookup {
     const EMPTY: Lookup = Lookup { parsed: Ok(None), dst: None, allowed: false, denied: false };
 
-    /// Pass 1: parses the frame and starts loading the list index entries.
+    /// Pass 1: parses the frame and, when the lists will be read (`lists`), starts loading
+    /// their index entries.
     #[inline]
-    fn parse(policy: &Policy, frame: &[u8]) -> Lookup {
+    fn parse(policy: &Policy, frame: &[u8], lists: bool) -> Lookup {
         let parsed = parse(frame);
-        if let Ok(Some(info)) = parsed {
+        if lists && let Ok(Some(info)) = parsed {
             policy.prefetch_list_index(info.src);
         }
         Lookup { parsed, ..Lookup::EMPTY }
     }
 
-    /// Pass 2: classifies the destination and starts loading the list records.
+    /// Pass 2: classifies the destination and, when the lists will be read, starts loading
+    /// their records.
     #[inline]
-    fn classify(&mut self, policy: &Policy) {
+    fn classify(&mut self, policy: &Policy, lists: bool) {
         if let Ok(Some(info)) = self.parsed {
             self.dst = policy.classify_dst(info.dst);
-            policy.prefetch_lists(info.src);
+            if lists {
+                policy.prefetch_lists(info.src);
+            }
         }
     }
 
@@ -262,6 +266,10 @@ impl Pipeline {
         // (copying it out cost a store-forwarding stall per frame).
         let mut lookups = std::mem::take(&mut state.lookups);
         state.quic.set_capturing(capture.is_some());
+        // In bypass a frame is parsed (a malformed one is still dropped) and classified, and
+        // nothing else is read: the lists and the countermeasures' tables are neither
+        // prefetched nor looked up.
+        let checks = !policy.bypass;
         for (frames, verdicts) in frames.chunks_mut(MAX_BATCH).zip(verdicts.chunks_mut(MAX_BATCH)) {
             // Pass 0: start every frame's first line, so that pass 1 does not meet each frame's
             // miss (and its TLB walk) one after the other. A worker prefetches on receive too;
@@ -270,13 +278,13 @@ impl Pipeline {
                 crate::xsk::prefetch(frame.data().as_ptr());
             }
             for (frame, lookup) in frames.iter().zip(lookups.iter_mut()) {
-                *lookup = Lookup::parse(&policy, frame.data());
+                *lookup = Lookup::parse(&policy, frame.data(), checks);
             }
             for (frame, lookup) in frames.iter().zip(lookups.iter_mut()) {
-                lookup.classify(&policy);
+                lookup.classify(&policy, checks);
                 // Start the countermeasures' table reads of this frame so the batch's misses
                 // overlap.
-                if let (Ok(Some(info)), Some(DstClass::Protected(i))) = (lookup.parsed, lookup.dst) {
+                if checks && let (Ok(Some(info)), Some(DstClass::Protected(i))) = (lookup.parsed, lookup.dst) {
                     let profile = policy.profile_of(i).1;
                     state.quic.prefetch(&state.shared.quic, &profile.quic, &info, frame.data());
                     state.shared.syn.prefetch(&profile.syn, &info, &state.replies);
@@ -284,7 +292,9 @@ impl Pipeline {
             }
             for ((frame, verdict), lookup) in frames.iter_mut().zip(verdicts.iter_mut()).zip(lookups.iter_mut()) {
                 let len = frame.len();
-                lookup.look_up(&policy, now);
+                if checks {
+                    lookup.look_up(&policy, now);
+                }
                 let v = state.decide(&policy, now, frame, lookup);
                 state.stats.verdict(v, len);
                 if let (Verdict::Drop(reason), Ok(Some(info))) = (v, &lookup.parsed) {
