@@ -38,6 +38,7 @@ use crate::table::ClockTable;
 use crate::topk::TopTalkers;
 use crate::verdict::{Check, DropReason, Verdict};
 use arc_swap::ArcSwapOption;
+use arc_swap::cache::Cache;
 use hashbrown::HashMap;
 use std::sync::Arc;
 
@@ -213,7 +214,25 @@ struct State {
 #[derive(Debug)]
 pub struct Pipeline {
     cell: Arc<PolicyCell>,
+    /// The published policy and capture session, read once per batch through caches: a cache
+    /// checks one pointer and loads again only after a change, where a plain load takes and
+    /// returns a slot of the process-wide arc-swap bookkeeping (most of a light batch's fixed
+    /// cost). A replaced snapshot is released at this worker's next batch or idle pass.
+    policy: Cache<Arc<PolicyCell>, Arc<Policy>>,
+    capture: Cache<CaptureCell, Option<Arc<capture::Session>>>,
     state: State,
+}
+
+/// The capture slot of `Shared`, as something a `Cache` can own.
+#[derive(Clone, Debug)]
+struct CaptureCell(Arc<Shared>);
+
+impl std::ops::Deref for CaptureCell {
+    type Target = ArcSwapOption<capture::Session>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0.capture
+    }
 }
 
 /// Seed of the private cross-worker tables `Pipeline::new` creates (tests, benches, `sim`).
@@ -229,6 +248,8 @@ impl Pipeline {
     /// A worker's pipeline: its own tables sized by `config`, cross-worker facts in `shared`.
     pub fn with_shared(cell: Arc<PolicyCell>, config: PipelineConfig, shared: Arc<Shared>) -> Pipeline {
         let syn = syn::State::new(syn::StateConfig { workers: config.workers, ..config.syn }, &shared.syn);
+        let policy = Cache::new(cell.clone());
+        let capture = Cache::new(CaptureCell(shared.clone()));
         let state = State {
             shared,
             last_now_ns: 0,
@@ -248,7 +269,7 @@ impl Pipeline {
             last_vector: None,
             quic_inspected: false,
         };
-        Pipeline { cell, state }
+        Pipeline { cell, policy, capture, state }
     }
 
     /// Decides every frame of a batch; `verdicts[i]` is the verdict of `frames[i]`.
@@ -257,10 +278,10 @@ impl Pipeline {
     /// When `verdicts` is shorter than `frames` (a caller bug, not attacker input).
     pub fn process(&mut self, now: Now, frames: &mut [Frame<'_>], verdicts: &mut [Verdict]) {
         assert!(verdicts.len() >= frames.len(), "one verdict slot per frame");
-        let policy = self.cell.load();
-        let capture = self.state.shared.capture.load();
+        let policy = self.policy.load();
+        let capture = self.capture.load();
         let state = &mut self.state;
-        state.adopt(&policy);
+        state.adopt(policy);
         state.last_now_ns = now.mono_ns;
         // Held apart from `state` for the batch so that `decide` reads each record in place
         // (copying it out cost a store-forwarding stall per frame).
@@ -278,10 +299,10 @@ impl Pipeline {
                 crate::xsk::prefetch(frame.data().as_ptr());
             }
             for (frame, lookup) in frames.iter().zip(lookups.iter_mut()) {
-                *lookup = Lookup::parse(&policy, frame.data(), checks);
+                *lookup = Lookup::parse(policy, frame.data(), checks);
             }
             for (frame, lookup) in frames.iter().zip(lookups.iter_mut()) {
-                lookup.classify(&policy, checks);
+                lookup.classify(policy, checks);
                 // Start the countermeasures' table reads of this frame so the batch's misses
                 // overlap.
                 if checks && let (Ok(Some(info)), Some(DstClass::Protected(i))) = (lookup.parsed, lookup.dst) {
@@ -293,9 +314,9 @@ impl Pipeline {
             for ((frame, verdict), lookup) in frames.iter_mut().zip(verdicts.iter_mut()).zip(lookups.iter_mut()) {
                 let len = frame.len();
                 if checks {
-                    lookup.look_up(&policy, now);
+                    lookup.look_up(policy, now);
                 }
-                let v = state.decide(&policy, now, frame, lookup);
+                let v = state.decide(policy, now, frame, lookup);
                 state.stats.verdict(v, len);
                 if let (Verdict::Drop(reason), Ok(Some(info))) = (v, &lookup.parsed) {
                     state.talkers.drop_seen(reason, info.src, info.dst);
@@ -313,8 +334,8 @@ impl Pipeline {
     /// Adopts the published snapshot now, outside a batch (a worker with no traffic calls this
     /// when idle, so a change takes effect, and is counted, without waiting for a frame).
     pub fn adopt_latest(&mut self) {
-        let policy = self.cell.load();
-        self.state.adopt(&policy);
+        let policy = self.policy.load();
+        self.state.adopt(policy);
     }
 
     /// Generation of the snapshot this pipeline runs (`u64::MAX` before the first).
@@ -328,13 +349,13 @@ impl Pipeline {
     /// hop and forwarded (out of the ingress interface). Malformed frames are dropped.
     pub fn process_return(&mut self, now: Now, frames: &mut [Frame<'_>], verdicts: &mut [Verdict]) {
         assert!(verdicts.len() >= frames.len(), "one verdict slot per frame");
-        let policy = self.cell.load();
+        let policy = self.policy.load();
         let state = &mut self.state;
-        state.adopt(&policy);
+        state.adopt(policy);
         state.last_now_ns = now.mono_ns;
         for (frame, verdict) in frames.iter_mut().zip(verdicts.iter_mut()) {
             let len = frame.len();
-            let v = state.relay(&policy, now, frame);
+            let v = state.relay(policy, now, frame);
             state.stats.verdict(v, len);
             *verdict = v;
         }

@@ -173,7 +173,14 @@ pub struct ReplyBudget {
     key: (u64, u64),
     /// Slots taken over from another address while that one's budget was still in use.
     evictions: u64,
+    /// Slots in use at the last count, and when it was taken (`table_stats`).
+    counted: (u64, u64),
 }
+
+/// How often `table_stats` counts the slots in use. Counting walks the whole table (a megabyte
+/// with the defaults), which a worker publishing every 50 ms would otherwise do 20 times a
+/// second, flushing its own cache, for a figure that moves slowly.
+const COUNT_EVERY_NS: u64 = 1_000_000_000;
 
 /// One per-address budget: which address last used it (a hash tag) and when its next reply is due.
 #[derive(Clone, Copy, Debug, Default)]
@@ -199,6 +206,7 @@ impl ReplyBudget {
             slots: vec![Slot::default(); slots],
             key: (seed ^ 0x7265_706c_7920_6275, seed.rotate_left(29) ^ 0x6467_6574_206b_6579),
             evictions: 0,
+            counted: (0, 0),
         }
     }
 
@@ -246,8 +254,17 @@ impl ReplyBudget {
     }
 
     /// Occupancy of the per-address slots (those whose budget is in use), capacity, takeovers.
-    pub fn table_stats(&self, now_ns: u64) -> TableStats {
-        let len = self.slots.iter().filter(|s| s.tat_ns > now_ns).count() as u64;
+    /// The occupancy is counted at most once a second (`COUNT_EVERY_NS`); the takeovers are
+    /// always current.
+    pub fn table_stats(&mut self, now_ns: u64) -> TableStats {
+        let (len, at) = self.counted;
+        let len = if at == 0 || now_ns.saturating_sub(at) >= COUNT_EVERY_NS {
+            let len = self.slots.iter().filter(|s| s.tat_ns > now_ns).count() as u64;
+            self.counted = (len, now_ns.max(1));
+            len
+        } else {
+            len
+        };
         TableStats { len, capacity: self.slots.len() as u64, evictions: self.evictions }
     }
 }
@@ -325,6 +342,21 @@ mod tests {
         let many = (0..1000u32).filter(|i| b.admit(Addr::v4(100 + i), 0)).count();
         assert!(many <= 5, "global burst caps the total: {many}");
         assert!(b.admit(victim, 1_000_000_000), "refills with time");
+    }
+
+    #[test]
+    fn occupancy_is_counted_at_most_once_a_second() {
+        let open = Rate::pps(1 << 30);
+        let config =
+            PipelineConfig { reply_budget: open, reply_budget_per_dst: Rate::pps(1), ..PipelineConfig::default() };
+        let mut b = ReplyBudget::new(&config);
+        let t0 = 5_000_000_000;
+        assert_eq!(b.table_stats(t0).len, 0);
+        // Each of these ten budgets is in use for a second (1 reply a second per address).
+        assert!((0..10u32).all(|i| b.admit(Addr::v4(i), t0 + 1)));
+        assert_eq!(b.table_stats(t0 + 500_000_000).len, 0, "the count of 0.5 s ago");
+        assert_eq!(b.table_stats(t0 + COUNT_EVERY_NS).len, 10, "counted again after a second");
+        assert_eq!(b.table_stats(t0 + 3 * COUNT_EVERY_NS).len, 0, "budgets spent long ago are free");
     }
 
     #[test]
