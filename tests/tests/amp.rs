@@ -321,13 +321,23 @@ fn reflection_mix_is_dropped_by_vector_at_fixed_and_max_rate() {
         // with it, each oversize answer (two) its one; all counted as amp_fragment.
         assert!(get("amp_fragment") > 0, "{what}: {d:?}");
         assert_eq!(get("amp_fragment"), f.vectors.outcome("fragment_dropped"), "{what}: {:?}", f.vectors);
-        // (The generator may stop inside a datagram: its last one can miss later fragments.)
+        // The generator may stop inside a datagram, so its last one can miss later fragments;
+        // and a few frames can go missing on the way without a socket drop to show it (seen
+        // once in CI: 6 of 157 476 later fragments short). The slack, one datagram in 5 000,
+        // still fails a fragment table that loses its entries.
         if socket_drops(&f.after) == socket_drops(&f.before) {
             let (any, large) = (f.vectors.get("dns-any", "dropped"), f.vectors.get("dns-large", "dropped"));
             let any_later = f.vectors.get("dns-any", "fragment_dropped");
             let large_later = f.vectors.get("dns-large", "fragment_dropped");
-            assert!((2 * any - 2..=2 * any).contains(&any_later), "{what}: dns-any {any} dropped, {any_later} later");
-            assert!((large - 1..=large).contains(&large_later), "{what}: dns-large {large}, {large_later} later");
+            let short = |datagrams: u64, per: u64| per * (1 + datagrams / 5_000);
+            assert!(
+                (2 * any - short(any, 2)..=2 * any).contains(&any_later),
+                "{what}: dns-any {any} dropped, {any_later} later"
+            );
+            assert!(
+                (large - short(large, 1)..=large).contains(&large_later),
+                "{what}: dns-large {large}, {large_later} later"
+            );
         }
         // The allowed vector (DNS answers, for a resolver) passed and was counted as such.
         assert!(f.vectors.get("dns", "allowed") > 0, "{what}: {:?}", f.vectors);
