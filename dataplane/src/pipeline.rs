@@ -213,7 +213,6 @@ struct State {
 /// The per-worker pipeline. See the module docs.
 #[derive(Debug)]
 pub struct Pipeline {
-    cell: Arc<PolicyCell>,
     /// The published policy and capture session, read once per batch through caches: a cache
     /// checks one pointer and loads again only after a change, where a plain load takes and
     /// returns a slot of the process-wide arc-swap bookkeeping (most of a light batch's fixed
@@ -248,7 +247,7 @@ impl Pipeline {
     /// A worker's pipeline: its own tables sized by `config`, cross-worker facts in `shared`.
     pub fn with_shared(cell: Arc<PolicyCell>, config: PipelineConfig, shared: Arc<Shared>) -> Pipeline {
         let syn = syn::State::new(syn::StateConfig { workers: config.workers, ..config.syn }, &shared.syn);
-        let policy = Cache::new(cell.clone());
+        let policy = Cache::new(cell);
         let capture = Cache::new(CaptureCell(shared.clone()));
         let state = State {
             shared,
@@ -269,7 +268,7 @@ impl Pipeline {
             last_vector: None,
             quic_inspected: false,
         };
-        Pipeline { cell, policy, capture, state }
+        Pipeline { policy, capture, state }
     }
 
     /// Decides every frame of a batch; `verdicts[i]` is the verdict of `frames[i]`.
@@ -382,11 +381,6 @@ impl Pipeline {
     /// Top dropped sources and destinations per reason (sampled).
     pub fn talkers(&self) -> &TopTalkers {
         &self.state.talkers
-    }
-
-    /// The policy cell this pipeline reads.
-    pub fn cell(&self) -> &Arc<PolicyCell> {
-        &self.cell
     }
 }
 
