@@ -174,7 +174,7 @@ pub struct ReplyBudget {
     /// Slots taken over from another address while that one's budget was still in use.
     evictions: u64,
     /// Slots in use at the last count, and when it was taken (`table_stats`).
-    counted: (u64, u64),
+    counted: Option<(u64, u64)>,
 }
 
 /// How often `table_stats` counts the slots in use. Counting walks the whole table (a megabyte
@@ -206,7 +206,7 @@ impl ReplyBudget {
             slots: vec![Slot::default(); slots],
             key: (seed ^ 0x7265_706c_7920_6275, seed.rotate_left(29) ^ 0x6467_6574_206b_6579),
             evictions: 0,
-            counted: (0, 0),
+            counted: None,
         }
     }
 
@@ -257,13 +257,13 @@ impl ReplyBudget {
     /// The occupancy is counted at most once a second (`COUNT_EVERY_NS`); the takeovers are
     /// always current.
     pub fn table_stats(&mut self, now_ns: u64) -> TableStats {
-        let (len, at) = self.counted;
-        let len = if at == 0 || now_ns.saturating_sub(at) >= COUNT_EVERY_NS {
-            let len = self.slots.iter().filter(|s| s.tat_ns > now_ns).count() as u64;
-            self.counted = (len, now_ns.max(1));
-            len
-        } else {
-            len
+        let len = match self.counted {
+            Some((len, at)) if now_ns.saturating_sub(at) < COUNT_EVERY_NS => len,
+            _ => {
+                let len = self.slots.iter().filter(|s| s.tat_ns > now_ns).count() as u64;
+                self.counted = Some((len, now_ns));
+                len
+            }
         };
         TableStats { len, capacity: self.slots.len() as u64, evictions: self.evictions }
     }
