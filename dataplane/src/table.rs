@@ -7,8 +7,11 @@
 //! memory, while entries that keep being hit survive. Storage is a hashbrown map (keyed with a
 //! per-process random seed, so an attacker cannot aim collisions) plus a ring of keys the
 //! clock hand walks. No allocation after construction.
+//!
+//! Also `set_count`, the one sizing rule of the set-associative tables.
 
 use core::hash::Hash;
+use hashbrown::HashMap;
 
 /// Number of sets for at least `slots` entries of `ways` per set: a power of two, at least one
 /// (the sizing of every set-associative table: the SYN verified table, the amplification
@@ -17,7 +20,6 @@ use core::hash::Hash;
 pub fn set_count(slots: usize, ways: usize) -> usize {
     slots.max(1).div_ceil(ways).next_power_of_two()
 }
-use hashbrown::HashMap;
 
 #[derive(Debug)]
 struct Slot<V> {
