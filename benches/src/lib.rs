@@ -276,10 +276,13 @@ pub fn pipeline(policy: Policy, src_buckets: usize) -> Pipeline {
 /// A pipeline whose reply budgets admit everything, so that a SYN flood is challenged packet
 /// by packet instead of stopping at the budget.
 pub fn pipeline_unbounded_replies(policy: Policy) -> Pipeline {
+    Pipeline::new(policy::cell(policy), unbounded_replies(PipelineConfig::default()))
+}
+
+/// `config` with reply budgets that admit everything (see `pipeline_unbounded_replies`).
+pub fn unbounded_replies(config: PipelineConfig) -> PipelineConfig {
     let unbounded = Rate { pps: 1 << 40, bytes_per_sec: 0, burst_ms: 100 };
-    let config =
-        PipelineConfig { reply_budget: unbounded, reply_budget_per_dst: unbounded, ..PipelineConfig::default() };
-    Pipeline::new(policy::cell(policy), config)
+    PipelineConfig { reply_budget: unbounded, reply_budget_per_dst: unbounded, ..config }
 }
 
 /// SYNs (Linux-like options) from `n` distinct sources, three in four IPv6, to the protected

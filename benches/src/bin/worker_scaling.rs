@@ -22,11 +22,13 @@
 //! costs and how the memory system scales with it.
 //!
 //! Run: `cargo run --release -p benches --bin worker-scaling -- [--workers 1,2,4] [--cores
-//! 0,2,4] [--seconds 2] [--paths clean-udp,...] [--copy-only] [--json]` (`make bench-scaling`). On a machine
-//! with SMT, `--cores` puts one worker per physical core first, as a deployment would.
+//! 0,2,4] [--seconds 2] [--paths clean-udp,...] [--copy-only] [--json]` (`make
+//! bench-scaling`). On a machine with SMT, `--cores` puts one worker per physical core first,
+//! as a deployment would.
 
 use benches::{
     BATCH, FramePool, RxRing, amp_responses, amp_samples, clean_udp, lab_policy, quic_flows, quic_policy, syn_flood,
+    unbounded_replies,
 };
 use dataplane::pipeline::{Shared, SharedConfig};
 use dataplane::policy::{self, Policy};
@@ -127,13 +129,8 @@ impl Path {
     }
 
     fn config(self, workers: usize) -> PipelineConfig {
-        let mut config = PipelineConfig { workers: workers as u32, ..PipelineConfig::default() };
-        if self == Path::SynFlood {
-            let open = Rate { pps: 1 << 40, bytes_per_sec: 0, burst_ms: 100 };
-            config.reply_budget = open;
-            config.reply_budget_per_dst = open;
-        }
-        config
+        let config = PipelineConfig { workers: workers as u32, ..PipelineConfig::default() };
+        if self == Path::SynFlood { unbounded_replies(config) } else { config }
     }
 }
 
