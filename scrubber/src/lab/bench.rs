@@ -32,8 +32,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// The XDP sink attached to origin:o0 during the benchmark.
-pub const SINK_BPF_C: &str = include_str!("sink.bpf.c");
+/// The XDP sink attached to origin:o0 during the benchmark (`sink.bpf.c`, compiled by the build
+/// script).
+pub const SINK_BPF_O: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sink.o"));
 
 /// Options of `scrubber lab bench`.
 #[derive(Clone, Debug, PartialEq)]
@@ -227,15 +228,11 @@ pub fn deny_list(config: &Path) -> Result<Vec<Cidr>, LabError> {
     Ok(v)
 }
 
-/// Writes and compiles the XDP sink for origin:o0 in `dir`.
-pub(super) fn compile_sink(dir: &Path) -> Result<PathBuf, LabError> {
-    let src = dir.join("sink.bpf.c");
-    std::fs::write(&src, SINK_BPF_C).map_err(|e| LabError::Io { path: src.clone(), source: e })?;
+/// Writes the XDP sink's object for origin:o0 into `dir` (`ip link set ... xdp obj` loads it
+/// from a file).
+pub(super) fn write_sink(dir: &Path) -> Result<PathBuf, LabError> {
     let obj = dir.join("sink.o");
-    Cmd::new("clang")
-        .args(&["-O2", "-target", "bpf", "-c", &src.display().to_string(), "-o", &obj.display().to_string()])
-        .timeout(Duration::from_secs(60))
-        .run()?;
+    std::fs::write(&obj, SINK_BPF_O).map_err(|e| LabError::Io { path: obj.clone(), source: e })?;
     Ok(obj)
 }
 
@@ -362,7 +359,7 @@ pub fn run(
         LabOptions { config: o.config.clone(), owner_pid: Some(std::process::id()), ..LabOptions::new(o.id.clone()) };
     super::instance::sweep_orphans();
     let lab = Lab::up(opts)?;
-    let sink = compile_sink(lab.dir())?;
+    let sink = write_sink(lab.dir())?;
     Cmd::new("ip")
         .args(&["-n", &lab.ns(Role::Origin), "link", "set", "dev", "o0", "xdp", "obj", &sink.display().to_string()])
         .args(&["sec", "xdp"])

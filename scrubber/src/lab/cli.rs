@@ -136,6 +136,14 @@ pub enum LabCommand {
         /// `--throughput` stops bisecting when pass and fail are closer than this fraction.
         #[arg(long, default_value_t = 0.05)]
         resolution: f64,
+        /// `--throughput` only: queues of the scrubbed links and workers (1 to 8), one generator
+        /// per queue.
+        #[arg(long, default_value_t = 1)]
+        queues: u32,
+        /// `--throughput` only: the generators' cores, one per queue (default: `--gen-core` for
+        /// one queue, else the cores after the workers').
+        #[arg(long, value_delimiter = ',')]
+        gen_cores: Vec<usize>,
     },
     /// (Runs inside origin) serve the UDP sequence service until killed.
     UdpEcho {
@@ -260,10 +268,25 @@ pub fn run(cmd: LabCommand) -> ExitCode {
             trial_seconds,
             max_loss,
             resolution,
+            queues,
+            gen_cores,
             ..
         } => {
-            let o = ThroughputOptions { id, sizes, trial_seconds, max_loss, resolution, config, gen_core };
+            let o = ThroughputOptions {
+                id,
+                sizes,
+                trial_seconds,
+                max_loss,
+                resolution,
+                config,
+                gen_core,
+                queues,
+                gen_cores,
+            };
             lab_throughput(&o, json)
+        }
+        LabCommand::Bench { queues, gen_cores, .. } if queues != 1 || !gen_cores.is_empty() => {
+            fail("--queues and --gen-cores go with --throughput")
         }
         LabCommand::Bench { rate, seconds, rounds, json, config, id, gen_core, .. } => {
             let o = BenchOptions { id, rate, seconds, rounds, config, gen_core };

@@ -10,12 +10,19 @@
 //! loss; `max_loss` (default 0.1 %) is the tolerance allowed on a shared VM where one stray
 //! scheduling hiccup loses a few frames, and the report states it.
 //!
+//! With `queues` > 1 the ingress and egress links get that many queues and the daemon a worker
+//! per queue (`lab up --queues`); a trial runs one generator per queue, each sending a share of
+//! the rate on its own TX queue from its own spoofed /24 (as RSS keeps a source on one queue),
+//! pinned to its own core (`gen_cores`; by default the cores after the workers'). A veth hands
+//! a frame sent on TX queue q to its peer's RX queue q, so each worker gets one generator's
+//! traffic: the search measures how the whole path scales with queues and cores.
+//!
 //! One lab, one daemon for the whole search; everything is removed at the end.
 
-use super::bench::compile_sink;
+use super::bench::write_sink;
 use super::instance::{Lab, LabError};
 use super::observe::PUBLISH_SETTLE;
-use super::topo::{LabOptions, Role, SCRUB_IN0_V4};
+use super::topo::{LabOptions, MAX_QUEUES, Role, SCRUB_IN0_V4};
 use super::traffic::GenSpec;
 use crate::lab::cmd::Cmd;
 use serde::Serialize;
@@ -47,8 +54,13 @@ pub struct ThroughputOptions {
     pub resolution: f64,
     /// Daemon config to adapt (default `configs/lab.toml`).
     pub config: Option<PathBuf>,
-    /// Core the generator is pinned to.
+    /// Core the generator is pinned to (one queue).
     pub gen_core: usize,
+    /// Queues of the scrubbed links, and workers (`lab up --queues`).
+    pub queues: u32,
+    /// Cores of the generators, one per queue; empty: `gen_core` for one queue, else the cores
+    /// after the workers' (see [`ThroughputOptions::generator_cores`]).
+    pub gen_cores: Vec<usize>,
 }
 
 impl ThroughputOptions {
@@ -69,8 +81,39 @@ impl ThroughputOptions {
         if !(0.5..=60.0).contains(&self.trial_seconds) {
             return Err(format!("--trial-seconds: {} is not in [0.5, 60]", self.trial_seconds));
         }
+        if !(1..=MAX_QUEUES).contains(&self.queues) {
+            return Err(format!("--queues {}: 1 to {MAX_QUEUES}", self.queues));
+        }
+        if !self.gen_cores.is_empty() && self.gen_cores.len() != self.queues as usize {
+            return Err(format!(
+                "--gen-cores: {} cores for {} queues (one generator per queue)",
+                self.gen_cores.len(),
+                self.queues
+            ));
+        }
         Ok(())
     }
+
+    /// The generators' cores on a machine of `cores` cores. The lab pins queue q's worker to
+    /// the core after queue q - 1's (queue 0's is the config's, core 1), so with several queues
+    /// the generators take the next `queues` cores, wrapping; they share cores with the workers
+    /// only on a machine with fewer than twice as many cores as queues.
+    pub fn generator_cores(&self, cores: usize, first_worker: usize) -> Vec<usize> {
+        if !self.gen_cores.is_empty() {
+            return self.gen_cores.clone();
+        }
+        if self.queues == 1 {
+            return vec![self.gen_core];
+        }
+        let n = self.queues as usize;
+        (0..n).map(|q| (first_worker + n + q) % cores.max(1)).collect()
+    }
+}
+
+/// Spoofed sources of queue `q`'s generator: queue 0 the lab's attack range, queue q > 0
+/// 198.18.(16 + q).1 to .254, a range nothing else in the lab uses.
+pub fn queue_sources(q: u32) -> String {
+    if q == 0 { super::traffic::ATTACK_SOURCES.to_string() } else { format!("198.18.{0}.1-198.18.{0}.254", 16 + q) }
 }
 
 /// One trial at one rate.
@@ -126,8 +169,10 @@ pub struct ThroughputReport {
     pub max_loss: f64,
     /// Seconds per trial.
     pub trial_seconds: f64,
-    /// Generator core.
-    pub gen_core: usize,
+    /// Queues (and workers).
+    pub queues: u32,
+    /// Generator cores, one per queue.
+    pub gen_cores: Vec<usize>,
     /// One entry per size.
     pub sizes: Vec<SizeResult>,
 }
@@ -136,23 +181,44 @@ struct Search<'a> {
     lab: Lab,
     bin: &'a Path,
     o: &'a ThroughputOptions,
+    gen_cores: Vec<usize>,
 }
 
 impl Search<'_> {
     fn trial(&mut self, size: usize, rate: u64, seconds: f64) -> Result<Trial, LabError> {
-        let spec = GenSpec {
-            role: Role::Edge,
-            interface: "e-s".into(),
-            gateway: SCRUB_IN0_V4.into(),
-            dport: Some(9),
-            rate,
-            seconds,
-            core: Some(self.o.gen_core),
-            size: Some(size - FCS),
-            ..GenSpec::attack(&["udp"])
-        };
+        let n = self.gen_cores.len() as u64;
+        let specs: Vec<GenSpec> = (0..n)
+            .map(|q| GenSpec {
+                role: Role::Edge,
+                interface: "e-s".into(),
+                gateway: SCRUB_IN0_V4.into(),
+                src: queue_sources(q as u32),
+                dport: Some(9),
+                // The rate split over the queues; the first takes the remainder.
+                rate: rate / n + if q == 0 { rate % n } else { 0 },
+                seconds,
+                core: Some(self.gen_cores[q as usize]),
+                size: Some(size - FCS),
+                queue: q as u32,
+                ..GenSpec::attack(&["udp"])
+            })
+            .collect();
         let s0 = self.lab.scrub_stats()?;
-        let g = self.lab.run_gen(self.bin, &spec)?;
+        let lab = &self.lab;
+        let bin = self.bin;
+        let reports: Vec<Result<_, LabError>> = std::thread::scope(|scope| {
+            let running: Vec<_> = specs.iter().map(|spec| scope.spawn(move || lab.run_gen(bin, spec))).collect();
+            running
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(LabError::Invalid("a generator thread panicked".into()))))
+                .collect()
+        });
+        let mut g = super::observe::GenReport::default();
+        for r in reports {
+            let r = r?;
+            g.sent += r.sent;
+            g.pps += r.pps;
+        }
         std::thread::sleep(PUBLISH_SETTLE);
         let d = self.lab.scrub_stats()?.since(&s0);
         let loss = if g.sent == 0 { 1.0 } else { g.sent.saturating_sub(d.tx_egress) as f64 / g.sent as f64 };
@@ -238,25 +304,36 @@ pub fn run(
     live: &mut dyn Write,
 ) -> Result<ThroughputReport, LabError> {
     o.validate().map_err(LabError::Invalid)?;
-    let opts =
-        LabOptions { config: o.config.clone(), owner_pid: Some(std::process::id()), ..LabOptions::new(o.id.clone()) };
+    let opts = LabOptions {
+        config: o.config.clone(),
+        owner_pid: Some(std::process::id()),
+        queues: o.queues,
+        ..LabOptions::new(o.id.clone())
+    };
     super::instance::sweep_orphans();
     let mut lab = Lab::up(opts)?;
-    let sink = compile_sink(lab.dir())?;
+    let sink = write_sink(lab.dir())?;
     Cmd::new("ip")
         .args(&["-n", &lab.ns(Role::Origin), "link", "set", "dev", "o0", "xdp", "obj", &sink.display().to_string()])
         .args(&["sec", "xdp"])
         .run()?;
     lab.start_daemon(bin, &[])?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let first_worker = control::Config::load(&lab.state().daemon.config)
+        .ok()
+        .and_then(|c| c.dataplane.queues.first().and_then(|q| q.core))
+        .unwrap_or(1);
+    let gen_cores = o.generator_cores(cores, first_worker);
     let _ = writeln!(
         live,
-        "lab {}: throughput search, full checks, generator on core {}, {} s trials, loss tolerated {}",
+        "lab {}: throughput search, full checks, {} queue(s), generators on cores {:?}, {} s trials, loss tolerated {}",
         lab.id(),
-        o.gen_core,
+        o.queues,
+        gen_cores,
         o.trial_seconds,
         o.max_loss
     );
-    let mut s = Search { lab, bin, o };
+    let mut s = Search { lab, bin, o, gen_cores: gen_cores.clone() };
     let mut sizes = Vec::new();
     let mut result = Ok(());
     for &size in &o.sizes {
@@ -275,7 +352,7 @@ pub fn run(
     let _ = s.lab.stop_daemon(Duration::from_secs(5));
     s.lab.down()?;
     result?;
-    Ok(ThroughputReport { max_loss: o.max_loss, trial_seconds: o.trial_seconds, gen_core: o.gen_core, sizes })
+    Ok(ThroughputReport { max_loss: o.max_loss, trial_seconds: o.trial_seconds, queues: o.queues, gen_cores, sizes })
 }
 
 /// Bits per second on the wire of `pps` frames of `size` bytes (with FCS): each frame also takes
@@ -287,10 +364,10 @@ pub fn wire_bps(size: usize, pps: f64) -> f64 {
 /// The report as a table.
 pub fn format_report(r: &ThroughputReport) -> String {
     let mut out = format!(
-        "throughput (RFC 2544 style search, loss tolerated {}, {} s trials, full checks)\n\
+        "throughput (RFC 2544 style search, loss tolerated {}, {} s trials, full checks, {} queue(s))\n\
          | frame B | throughput pps | Mbit/s on the wire | loss | worker ns/pkt | trials | note |\n\
          |---|---|---|---|---|---|---|\n",
-        r.max_loss, r.trial_seconds
+        r.max_loss, r.trial_seconds, r.queues
     );
     for s in &r.sizes {
         out += &format!(
@@ -320,6 +397,8 @@ mod tests {
             resolution: 0.05,
             config: None,
             gen_core: 0,
+            queues: 1,
+            gen_cores: Vec::new(),
         }
     }
 
@@ -331,6 +410,31 @@ mod tests {
         assert!(ThroughputOptions { sizes: vec![], ..opts() }.validate().is_err());
         assert!(ThroughputOptions { max_loss: 0.6, ..opts() }.validate().is_err());
         assert!(ThroughputOptions { resolution: 0.0, ..opts() }.validate().is_err());
+        assert!(ThroughputOptions { queues: 0, ..opts() }.validate().is_err());
+        assert!(ThroughputOptions { queues: MAX_QUEUES + 1, ..opts() }.validate().is_err());
+        let e = ThroughputOptions { queues: 2, gen_cores: vec![3], ..opts() }.validate().unwrap_err();
+        assert!(e.contains("1 cores for 2 queues"), "{e}");
+        assert!(ThroughputOptions { queues: 2, gen_cores: vec![3, 4], ..opts() }.validate().is_ok());
+    }
+
+    #[test]
+    fn generators_take_the_cores_after_the_workers() {
+        assert_eq!(ThroughputOptions { gen_core: 5, ..opts() }.generator_cores(16, 1), [5]);
+        // Workers on 1..=4, generators on 5..=8.
+        assert_eq!(ThroughputOptions { queues: 4, ..opts() }.generator_cores(16, 1), [5, 6, 7, 8]);
+        // Workers on 1..=8, generators on 9..=15 and 0.
+        assert_eq!(ThroughputOptions { queues: 8, ..opts() }.generator_cores(16, 1), [9, 10, 11, 12, 13, 14, 15, 0]);
+        // Too few cores: they wrap onto the workers'.
+        assert_eq!(ThroughputOptions { queues: 2, ..opts() }.generator_cores(2, 1), [1, 0]);
+        let given = ThroughputOptions { queues: 2, gen_cores: vec![7, 3], ..opts() };
+        assert_eq!(given.generator_cores(16, 1), [7, 3]);
+    }
+
+    #[test]
+    fn each_queue_spoofs_its_own_sources() {
+        assert_eq!(queue_sources(0), crate::lab::traffic::ATTACK_SOURCES);
+        assert_eq!(queue_sources(1), "198.18.17.1-198.18.17.254");
+        assert_eq!(queue_sources(7), "198.18.23.1-198.18.23.254");
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct GenSpec {
     pub vector: Option<String>,
     /// `udp`: frame size without FCS (`--size`; the generator's default when `None`).
     pub size: Option<usize>,
+    /// TX queue of `interface` (`--queue`).
+    pub queue: u32,
 }
 
 impl GenSpec {
@@ -78,6 +80,7 @@ impl GenSpec {
             quic_kind: None,
             vector: None,
             size: None,
+            queue: 0,
         }
     }
 
@@ -99,6 +102,9 @@ impl GenSpec {
             v.push(x);
         };
         kv("--interface", self.interface.clone());
+        if self.queue > 0 {
+            kv("--queue", self.queue.to_string());
+        }
         kv("--gateway", self.gateway.to_string());
         kv("--profile", self.profiles.join(","));
         kv("--src", self.src.clone());
