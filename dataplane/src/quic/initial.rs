@@ -192,6 +192,9 @@ pub fn open(
     let (Some(sample), true) = (sample, end <= scratch.len()) else {
         return Err(OpenError::TooLong);
     };
+    // The AEAD key set-up does not depend on the header-protection mask: issued first, the
+    // two latency-bound key expansions overlap.
+    let key = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &keys.key).map_err(|_| OpenError::Auth)?);
     let mask = hp_mask(&keys.hp, sample);
     let buf = &mut scratch[..end];
     buf.copy_from_slice(packet);
@@ -209,7 +212,6 @@ pub fn open(
         return Err(OpenError::Auth);
     }
     let pn = decode_packet_number(largest_pn, truncated, 8 * pn_len as u32);
-    let key = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &keys.key).map_err(|_| OpenError::Auth)?);
     let (header, body) = buf.split_at_mut(header_len);
     let plain = key
         .open_in_place(Nonce::assume_unique_for_key(nonce(&keys.iv, pn)), Aad::from(&*header), body)
