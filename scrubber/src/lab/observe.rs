@@ -70,6 +70,8 @@ pub struct SocketStats {
 pub struct ScrubStats {
     /// Frames the workers received from their sockets.
     pub rx: u64,
+    /// The same per worker, in the daemon's worker order.
+    pub worker_rx: Vec<u64>,
     /// Frames sent on egress.
     pub tx_egress: u64,
     /// Frames sent back out of the ingress interface (replies, hairpin).
@@ -138,6 +140,7 @@ impl ScrubStats {
         };
         for w in s["workers"].as_array().into_iter().flatten() {
             out.rx += u(&w["rx"]);
+            out.worker_rx.push(u(&w["rx"]));
             out.tx_egress += u(&w["tx_egress"]);
             out.tx_ingress += u(&w["tx_ingress"]);
             out.tx_ring_full += u(&w["tx_ring_full"]);
@@ -175,6 +178,12 @@ impl ScrubStats {
         let d = |a: u64, b: u64| a.saturating_sub(b);
         ScrubStats {
             rx: d(self.rx, e.rx),
+            worker_rx: self
+                .worker_rx
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| d(a, e.worker_rx.get(i).copied().unwrap_or(0)))
+                .collect(),
             tx_egress: d(self.tx_egress, e.tx_egress),
             tx_ingress: d(self.tx_ingress, e.tx_ingress),
             tx_ring_full: d(self.tx_ring_full, e.tx_ring_full),
@@ -435,15 +444,18 @@ mod tests {
         });
         let a = ScrubStats::from_json(&s);
         assert_eq!((a.rx, a.tx_egress, a.cpu_ns, a.tx_ring_full), (18, 10, 1600, 2));
+        assert_eq!(a.worker_rx, [10, 8]);
         assert_eq!((a.drops("tcp_xmas"), a.drops("ttl_zero")), (3, 0));
         assert_eq!((a.xdp.total(), a.xdp.redirected, a.socket.rx_dropped), (24, 18, 1));
         let mut b = a.clone();
         b.rx += 100;
+        b.worker_rx = vec![40, 78];
         b.cpu_ns += 5000;
         b.dropped.insert("tcp_xmas".into(), 53);
         b.xdp.redirected += 100;
         let d = b.since(&a);
         assert_eq!((d.rx, d.drops("tcp_xmas"), d.drops("deny_list"), d.xdp.total()), (100, 50, 0, 100));
+        assert_eq!(d.worker_rx, [30, 70]);
         assert!(!d.dropped.contains_key("deny_list"), "zero deltas are left out");
         assert_eq!(d.cpu_ns_per_packet(), 50.0);
     }

@@ -131,6 +131,8 @@ pub struct Trial {
     pub loss: f64,
     /// Worker CPU per received frame, ns.
     pub worker_ns_per_packet: f64,
+    /// Frames each worker received (one per queue).
+    pub worker_rx: Vec<u64>,
     /// Whether the loss was within the tolerance.
     pub passed: bool,
 }
@@ -229,6 +231,7 @@ impl Search<'_> {
             forwarded: d.tx_egress,
             loss,
             worker_ns_per_packet: d.cpu_ns_per_packet(),
+            worker_rx: d.worker_rx.clone(),
             passed: g.sent > 0 && loss <= self.o.max_loss,
         })
     }
