@@ -228,12 +228,21 @@ pub fn deny_list(config: &Path) -> Result<Vec<Cidr>, LabError> {
     Ok(v)
 }
 
-/// Writes the XDP sink's object for origin:o0 into `dir` (`ip link set ... xdp obj` loads it
-/// from a file).
-pub(super) fn write_sink(dir: &Path) -> Result<PathBuf, LabError> {
-    let obj = dir.join("sink.o");
+/// Writes the XDP sink's object into the lab's directory and attaches it to origin:o0
+/// (`ip link set ... xdp obj` loads it from a file).
+pub(super) fn attach_sink(lab: &Lab) -> Result<(), LabError> {
+    let obj = lab.dir().join("sink.o");
     std::fs::write(&obj, SINK_BPF_O).map_err(|e| LabError::Io { path: obj.clone(), source: e })?;
-    Ok(obj)
+    Cmd::new("ip")
+        .args(&["-n", &lab.ns(Role::Origin), "link", "set", "dev", "o0", "xdp", "obj", &obj.display().to_string()])
+        .args(&["sec", "xdp"])
+        .run()?;
+    Ok(())
+}
+
+/// The core of the lab daemon's first worker (queue 0 of in0), as its config pins it.
+pub(super) fn first_worker_core(lab: &Lab) -> Option<usize> {
+    control::Config::load(&lab.state().daemon.config).ok().and_then(|c| c.dataplane.queues.first().and_then(|q| q.core))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -359,14 +368,8 @@ pub fn run(
         LabOptions { config: o.config.clone(), owner_pid: Some(std::process::id()), ..LabOptions::new(o.id.clone()) };
     super::instance::sweep_orphans();
     let lab = Lab::up(opts)?;
-    let sink = write_sink(lab.dir())?;
-    Cmd::new("ip")
-        .args(&["-n", &lab.ns(Role::Origin), "link", "set", "dev", "o0", "xdp", "obj", &sink.display().to_string()])
-        .args(&["sec", "xdp"])
-        .run()?;
-    let worker_core = control::Config::load(&lab.state().daemon.config)
-        .ok()
-        .and_then(|c| c.dataplane.queues.first().and_then(|q| q.core));
+    attach_sink(&lab)?;
+    let worker_core = first_worker_core(&lab);
     let _ = writeln!(
         live,
         "lab {}: generator on core {} (edge e-s -> scrub in0), worker on core {}, {} pps for {} s, {} rounds",

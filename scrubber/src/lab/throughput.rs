@@ -19,12 +19,11 @@
 //!
 //! One lab, one daemon for the whole search; everything is removed at the end.
 
-use super::bench::write_sink;
+use super::bench::{attach_sink, first_worker_core};
 use super::instance::{Lab, LabError};
 use super::observe::PUBLISH_SETTLE;
 use super::topo::{LabOptions, MAX_QUEUES, Role, SCRUB_IN0_V4};
 use super::traffic::GenSpec;
-use crate::lab::cmd::Cmd;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -315,17 +314,10 @@ pub fn run(
     };
     super::instance::sweep_orphans();
     let mut lab = Lab::up(opts)?;
-    let sink = write_sink(lab.dir())?;
-    Cmd::new("ip")
-        .args(&["-n", &lab.ns(Role::Origin), "link", "set", "dev", "o0", "xdp", "obj", &sink.display().to_string()])
-        .args(&["sec", "xdp"])
-        .run()?;
+    attach_sink(&lab)?;
     lab.start_daemon(bin, &[])?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let first_worker = control::Config::load(&lab.state().daemon.config)
-        .ok()
-        .and_then(|c| c.dataplane.queues.first().and_then(|q| q.core))
-        .unwrap_or(1);
+    let first_worker = first_worker_core(&lab).unwrap_or(1);
     let gen_cores = o.generator_cores(cores, first_worker);
     let _ = writeln!(
         live,
