@@ -144,6 +144,11 @@ pub enum LabCommand {
         /// one queue, else the cores after the workers').
         #[arg(long, value_delimiter = ',')]
         gen_cores: Vec<usize>,
+        /// `--throughput` only: what the generators send: `udp` (clean, forwarded; one search per
+        /// `--sizes`) or a flood decided by the checks, searched once in its own frame sizes:
+        /// syn-flood, udp-amp, quic-initial, tcp-xmas, tcp-null.
+        #[arg(long, default_value = "udp")]
+        profile: String,
     },
     /// (Runs inside origin) serve the UDP sequence service until killed.
     UdpEcho {
@@ -270,6 +275,7 @@ pub fn run(cmd: LabCommand) -> ExitCode {
             resolution,
             queues,
             gen_cores,
+            profile,
             ..
         } => {
             let o = ThroughputOptions {
@@ -282,11 +288,14 @@ pub fn run(cmd: LabCommand) -> ExitCode {
                 gen_core,
                 queues,
                 gen_cores,
+                profile,
             };
             lab_throughput(&o, json)
         }
-        LabCommand::Bench { queues, gen_cores, .. } if queues != 1 || !gen_cores.is_empty() => {
-            fail("--queues and --gen-cores go with --throughput")
+        LabCommand::Bench { queues, gen_cores, profile, .. }
+            if queues != 1 || !gen_cores.is_empty() || profile != "udp" =>
+        {
+            fail("--queues, --gen-cores and --profile go with --throughput")
         }
         LabCommand::Bench { rate, seconds, rounds, json, config, id, gen_core, .. } => {
             let o = BenchOptions { id, rate, seconds, rounds, config, gen_core };

@@ -17,6 +17,12 @@
 //! a frame sent on TX queue q to its peer's RX queue q, so each worker gets one generator's
 //! traffic: the search measures how the whole path scales with queues and cores.
 //!
+//! With an attack `profile` (`syn-flood`, `udp-amp`, `quic-initial`, `tcp-xmas`, `tcp-null`)
+//! instead of clean UDP, the generators send that flood in its own frame sizes, and a trial's
+//! loss is what was sent minus what the workers received and decided (dropped, challenged or
+//! forwarded): the search finds the highest attack rate absorbed with nothing lost before the
+//! checks.
+//!
 //! One lab, one daemon for the whole search; everything is removed at the end.
 
 use super::bench::{attach_sink, first_worker_core};
@@ -33,6 +39,8 @@ use std::time::Duration;
 
 /// RFC 2544 §9.1's Ethernet frame sizes (with the 4-byte FCS).
 pub const RFC2544_SIZES: [usize; 7] = [64, 128, 256, 512, 1024, 1280, 1518];
+/// The generator profiles the search can send: clean UDP, forwarded, and floods, decided.
+pub const PROFILES: [&str; 6] = ["udp", "syn-flood", "udp-amp", "quic-initial", "tcp-xmas", "tcp-null"];
 /// Bytes on the wire around each frame besides the frame itself: preamble, SFD, inter-frame gap.
 const WIRE_OVERHEAD: usize = 20;
 /// The FCS the generator does not write (the NIC does).
@@ -60,6 +68,8 @@ pub struct ThroughputOptions {
     /// Cores of the generators, one per queue; empty: `gen_core` for one queue, else the cores
     /// after the workers' (see [`ThroughputOptions::generator_cores`]).
     pub gen_cores: Vec<usize>,
+    /// Generator profile ([`PROFILES`]): `udp` searches per size, a flood once in its own sizes.
+    pub profile: String,
 }
 
 impl ThroughputOptions {
@@ -83,6 +93,9 @@ impl ThroughputOptions {
         if !(1..=MAX_QUEUES).contains(&self.queues) {
             return Err(format!("--queues {}: 1 to {MAX_QUEUES}", self.queues));
         }
+        if !PROFILES.contains(&self.profile.as_str()) {
+            return Err(format!("--profile {}: one of {}", self.profile, PROFILES.join(", ")));
+        }
         if !self.gen_cores.is_empty() && self.gen_cores.len() != self.queues as usize {
             return Err(format!(
                 "--gen-cores: {} cores for {} queues (one generator per queue)",
@@ -91,6 +104,17 @@ impl ThroughputOptions {
             ));
         }
         Ok(())
+    }
+
+    /// Whether the traffic is clean UDP, to be forwarded, rather than a flood, to be decided.
+    pub fn clean(&self) -> bool {
+        self.profile == "udp"
+    }
+
+    /// The frame sizes searched: `sizes` for clean UDP, else one search of the flood's own
+    /// frames (size 0).
+    pub fn searched_sizes(&self) -> Vec<usize> {
+        if self.clean() { self.sizes.clone() } else { vec![0] }
     }
 
     /// The generators' cores on a machine of `cores` cores. The lab pins queue q's worker to
@@ -126,7 +150,13 @@ pub struct Trial {
     pub sent: u64,
     /// Frames the workers forwarded.
     pub forwarded: u64,
-    /// `1 - forwarded / sent`.
+    /// Frames the workers received and decided.
+    pub decided: u64,
+    /// Frames the workers answered with a reply (SYN challenges).
+    pub replied: u64,
+    /// Frames the workers dropped.
+    pub dropped: u64,
+    /// `1 - forwarded / sent` for clean UDP, `1 - decided / sent` for a flood.
     pub loss: f64,
     /// Worker CPU per received frame, ns.
     pub worker_ns_per_packet: f64,
@@ -146,7 +176,7 @@ impl Trial {
 /// The search's result for one frame size.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct SizeResult {
-    /// Frame size with FCS.
+    /// Frame size with FCS (0: a flood's own sizes).
     pub size: usize,
     /// The highest rate that passed, frames per second.
     pub throughput_pps: f64,
@@ -168,6 +198,8 @@ pub struct SizeResult {
 pub struct ThroughputReport {
     /// Loss tolerated in a passing trial.
     pub max_loss: f64,
+    /// Generator profile.
+    pub profile: String,
     /// Seconds per trial.
     pub trial_seconds: f64,
     /// Queues (and workers).
@@ -194,14 +226,14 @@ impl Search<'_> {
                 interface: "e-s".into(),
                 gateway: SCRUB_IN0_V4.into(),
                 src: queue_sources(q as u32),
-                dport: Some(9),
+                dport: self.o.clean().then_some(9),
                 // The rate split over the queues; the first takes the remainder.
                 rate: rate / n + if q == 0 { rate % n } else { 0 },
                 seconds,
                 core: Some(self.gen_cores[q as usize]),
-                size: Some(size - FCS),
+                size: (size > 0).then(|| size - FCS),
                 queue: q as u32,
-                ..GenSpec::attack(&["udp"])
+                ..GenSpec::attack(&[self.o.profile.as_str()])
             })
             .collect();
         let s0 = self.lab.scrub_stats()?;
@@ -222,12 +254,16 @@ impl Search<'_> {
         }
         std::thread::sleep(PUBLISH_SETTLE);
         let d = self.lab.scrub_stats()?.since(&s0);
-        let loss = if g.sent == 0 { 1.0 } else { g.sent.saturating_sub(d.tx_egress) as f64 / g.sent as f64 };
+        let handled = if self.o.clean() { d.tx_egress } else { d.rx };
+        let loss = if g.sent == 0 { 1.0 } else { g.sent.saturating_sub(handled) as f64 / g.sent as f64 };
         Ok(Trial {
             rate,
             offered_pps: g.pps,
             sent: g.sent,
             forwarded: d.tx_egress,
+            decided: d.rx,
+            replied: d.replied,
+            dropped: d.dropped_total,
             loss,
             worker_ns_per_packet: d.cpu_ns_per_packet(),
             worker_rx: d.worker_rx.clone(),
@@ -237,10 +273,11 @@ impl Search<'_> {
 
     fn size(&mut self, size: usize, stop: &AtomicBool, live: &mut dyn Write) -> Result<SizeResult, LabError> {
         let mut trials = Vec::new();
+        let label = if size == 0 { self.o.profile.clone() } else { format!("{size} B") };
         let log = |t: &Trial, live: &mut dyn Write| {
             let _ = writeln!(
                 live,
-                "  {size:>4} B  rate {:>8}  offered {:>9.0} pps  loss {:>8.5}  worker {:>6.0} ns/pkt  {}",
+                "  {label:>10}  rate {:>8}  offered {:>9.0} pps  loss {:>8.5}  worker {:>6.0} ns/pkt  {}",
                 if t.rate == 0 { "max".to_string() } else { t.rate.to_string() },
                 t.offered_pps,
                 t.loss,
@@ -288,7 +325,8 @@ impl Search<'_> {
         Ok(SizeResult {
             size,
             throughput_pps: pps,
-            throughput_bps: wire_bps(size, pps),
+            // A flood's frames have several sizes: no single wire rate.
+            throughput_bps: if size == 0 { 0.0 } else { wire_bps(size, pps) },
             loss,
             worker_ns_per_packet: ns,
             generator_bound,
@@ -331,7 +369,7 @@ pub fn run(
     let mut s = Search { lab, bin, o, gen_cores: gen_cores.clone() };
     let mut sizes = Vec::new();
     let mut result = Ok(());
-    for &size in &o.sizes {
+    for size in o.searched_sizes() {
         if stop.load(Ordering::Relaxed) {
             result = Err(LabError::Invalid("interrupted".into()));
             break;
@@ -347,7 +385,14 @@ pub fn run(
     let _ = s.lab.stop_daemon(Duration::from_secs(5));
     s.lab.down()?;
     result?;
-    Ok(ThroughputReport { max_loss: o.max_loss, trial_seconds: o.trial_seconds, queues: o.queues, gen_cores, sizes })
+    Ok(ThroughputReport {
+        max_loss: o.max_loss,
+        profile: o.profile.clone(),
+        trial_seconds: o.trial_seconds,
+        queues: o.queues,
+        gen_cores,
+        sizes,
+    })
 }
 
 /// Bits per second on the wire of `pps` frames of `size` bytes (with FCS): each frame also takes
@@ -358,18 +403,26 @@ pub fn wire_bps(size: usize, pps: f64) -> f64 {
 
 /// The report as a table.
 pub fn format_report(r: &ThroughputReport) -> String {
+    let what = if r.profile == "udp" {
+        "clean UDP forwarded".to_string()
+    } else {
+        format!("{} decided (loss: sent and not received by a worker)", r.profile)
+    };
     let mut out = format!(
-        "throughput (RFC 2544 style search, loss tolerated {}, {} s trials, full checks, {} queue(s))\n\
+        "throughput (RFC 2544 style search, loss tolerated {}, {} s trials, full checks, {} queue(s), {what})\n\
          | frame B | throughput pps | Mbit/s on the wire | loss | worker ns/pkt | trials | note |\n\
          |---|---|---|---|---|---|---|\n",
         r.max_loss, r.trial_seconds, r.queues
     );
     for s in &r.sizes {
+        let (size, mbps) = if s.size == 0 {
+            (format!("{} frames", r.profile), "-".to_string())
+        } else {
+            (s.size.to_string(), format!("{:.1}", s.throughput_bps / 1e6))
+        };
         out += &format!(
-            "| {} | {:.0} | {:.1} | {:.5} | {:.0} | {} | {} |\n",
-            s.size,
+            "| {size} | {:.0} | {mbps} | {:.5} | {:.0} | {} | {} |\n",
             s.throughput_pps,
-            s.throughput_bps / 1e6,
             s.loss,
             s.worker_ns_per_packet,
             s.trials.len(),
@@ -394,6 +447,7 @@ mod tests {
             gen_core: 0,
             queues: 1,
             gen_cores: Vec::new(),
+            profile: "udp".into(),
         }
     }
 
@@ -410,6 +464,16 @@ mod tests {
         let e = ThroughputOptions { queues: 2, gen_cores: vec![3], ..opts() }.validate().unwrap_err();
         assert!(e.contains("1 cores for 2 queues"), "{e}");
         assert!(ThroughputOptions { queues: 2, gen_cores: vec![3, 4], ..opts() }.validate().is_ok());
+        let e = ThroughputOptions { profile: "tcp-syn".into(), ..opts() }.validate().unwrap_err();
+        assert!(e.contains("one of udp, syn-flood"), "{e}");
+    }
+
+    #[test]
+    fn a_flood_is_searched_once_in_its_own_sizes() {
+        assert_eq!(opts().searched_sizes(), RFC2544_SIZES);
+        let syn = ThroughputOptions { profile: "syn-flood".into(), ..opts() };
+        assert!(syn.validate().is_ok() && !syn.clean());
+        assert_eq!(syn.searched_sizes(), [0]);
     }
 
     #[test]
@@ -455,5 +519,12 @@ mod tests {
             ..ThroughputReport::default()
         };
         assert!(format_report(&r).contains("| 64 | 1000000 | 672.0 |"));
+        let syn = ThroughputReport {
+            profile: "syn-flood".into(),
+            sizes: vec![SizeResult { size: 0, throughput_pps: 2e6, ..SizeResult::default() }],
+            ..ThroughputReport::default()
+        };
+        let text = format_report(&syn);
+        assert!(text.contains("syn-flood decided") && text.contains("| syn-flood frames | 2000000 | - |"), "{text}");
     }
 }
