@@ -2,7 +2,7 @@
 // passes everything else (ARP, the scrubber's own traffic). On veth, the receiving side's work
 // runs in the sender's softirq, here inside the worker's transmit: the cheapest possible sink
 // keeps that part of the worker's CPU time small and the same in every mode.
-// Build: clang -O2 -target bpf -c sink.bpf.c -o sink.o
+// Built by scrubber/build.rs (clang -O2 -target bpf) and embedded in the binary.
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
