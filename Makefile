@@ -5,7 +5,7 @@ CARGO ?= cargo
 PROFILE ?= ci
 BIN := target/$(PROFILE)
 
-.PHONY: all deps build test lab bench bench-lab bench-rfc2544 bench-scaling fuzz soak fmt lint clean
+.PHONY: all deps build test lab bench bench-lab bench-rfc2544 bench-queues bench-scaling fuzz soak fmt lint clean
 
 all: build
 
@@ -59,6 +59,19 @@ bench-lab: build
 ## for frame sizes 64..1518 (root; not part of make test).
 bench-rfc2544: build
 	$(BIN)/scrubber lab bench --throughput $(BENCH_ARGS)
+
+## make bench-queues: the throughput search through 1, 2, 4 and 8 queues, as many as the machine
+## has two cores for (a worker and a generator each; QUEUES= overrides): clean 64-byte UDP, then
+## the highest rate of each flood in FLOODS= absorbed (root; not part of make test).
+QUEUES ?= $(shell n=$$(nproc); for q in 1 2 4 8; do [ $$((2 * q)) -le $$n ] && echo $$q; done)
+FLOODS ?= syn-flood udp-amp
+bench-queues: build
+	@for q in $(QUEUES); do \
+	  $(BIN)/scrubber lab bench --throughput --queues $$q --sizes 64 --trial-seconds 1 $(BENCH_ARGS) || exit 1; \
+	  for p in $(FLOODS); do \
+	    $(BIN)/scrubber lab bench --throughput --queues $$q --profile $$p --trial-seconds 1 $(BENCH_ARGS) || exit 1; \
+	  done; \
+	done
 
 ## make bench-scaling: pipeline throughput against the number of pinned workers sharing one
 ## process's cross-worker tables, in memory (no root, no NIC; SCALING_ARGS= e.g. --cores 0,2,4).
