@@ -33,7 +33,7 @@
 //! prefetch, 1.09–1.10 µs from warm frames, 0.97–0.99 µs hot, 1.54–1.60 µs while a capture
 //! makes it compute the fingerprint; of that, key derivation 0.51–0.55 µs (14 SHA-256
 //! compressions, the fewest HKDF allows) and header protection + AEAD over 1200 bytes
-//! 0.30 µs. Structural rejections 13.5–23 ns.
+//! 0.29–0.30 µs. Structural rejections 13.5–23 ns.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::Now;
