@@ -240,9 +240,12 @@ pub(super) fn attach_sink(lab: &Lab) -> Result<(), LabError> {
     Ok(())
 }
 
-/// The core of the lab daemon's first worker (queue 0 of in0), as its config pins it.
-pub(super) fn first_worker_core(lab: &Lab) -> Option<usize> {
-    control::Config::load(&lab.state().daemon.config).ok().and_then(|c| c.dataplane.queues.first().and_then(|q| q.core))
+/// The cores the lab daemon's workers are pinned to, in the order of its config's queues
+/// (queue 0 of in0 first); unpinned workers are left out.
+pub(super) fn worker_cores(lab: &Lab) -> Vec<usize> {
+    control::Config::load(&lab.state().daemon.config)
+        .map(|c| c.dataplane.queues.iter().filter_map(|q| q.core).collect())
+        .unwrap_or_default()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -369,7 +372,7 @@ pub fn run(
     super::instance::sweep_orphans();
     let lab = Lab::up(opts)?;
     attach_sink(&lab)?;
-    let worker_core = first_worker_core(&lab);
+    let worker_core = worker_cores(&lab).first().copied();
     let _ = writeln!(
         live,
         "lab {}: generator on core {} (edge e-s -> scrub in0), worker on core {}, {} pps for {} s, {} rounds",

@@ -25,7 +25,7 @@
 //!
 //! One lab, one daemon for the whole search; everything is removed at the end.
 
-use super::bench::{attach_sink, first_worker_core};
+use super::bench::{attach_sink, worker_cores};
 use super::instance::{Lab, LabError};
 use super::observe::PUBLISH_SETTLE;
 use super::topo::{LabOptions, MAX_QUEUES, Role, SCRUB_IN0_V4};
@@ -117,19 +117,23 @@ impl ThroughputOptions {
         if self.clean() { self.sizes.clone() } else { vec![0] }
     }
 
-    /// The generators' cores on a machine of `cores` cores. The lab pins queue q's worker to
-    /// the core after queue q - 1's (queue 0's is the config's, core 1), so with several queues
-    /// the generators take the next `queues` cores, wrapping; they share cores with the workers
-    /// only on a machine with fewer than twice as many cores as queues.
-    pub fn generator_cores(&self, cores: usize, first_worker: usize) -> Vec<usize> {
+    /// The generators' cores on a machine of `cores` cores whose workers are pinned to
+    /// `workers` (the daemon's config, queue order). With several queues the generators take
+    /// the cores after the last worker's, going round the machine, those without a worker
+    /// first: they share cores with the workers only on a machine with fewer than twice as
+    /// many cores as queues.
+    pub fn generator_cores(&self, cores: usize, workers: &[usize]) -> Vec<usize> {
         if !self.gen_cores.is_empty() {
             return self.gen_cores.clone();
         }
         if self.queues == 1 {
             return vec![self.gen_core];
         }
-        let n = self.queues as usize;
-        (0..n).map(|q| (first_worker + n + q) % cores.max(1)).collect()
+        let cores = cores.max(1);
+        let start = workers.last().map_or(0, |&c| c + 1);
+        let round: Vec<usize> = (0..cores).map(|i| (start + i) % cores).collect();
+        let (free, taken): (Vec<usize>, Vec<usize>) = round.into_iter().partition(|c| !workers.contains(c));
+        free.into_iter().chain(taken).cycle().take(self.queues as usize).collect()
     }
 }
 
@@ -355,8 +359,7 @@ pub fn run(
     attach_sink(&lab)?;
     lab.start_daemon(bin, &[])?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let first_worker = first_worker_core(&lab).unwrap_or(1);
-    let gen_cores = o.generator_cores(cores, first_worker);
+    let gen_cores = o.generator_cores(cores, &worker_cores(&lab));
     let _ = writeln!(
         live,
         "lab {}: throughput search, full checks, {} queue(s), generators on cores {:?}, {} s trials, loss tolerated {}",
@@ -478,15 +481,21 @@ mod tests {
 
     #[test]
     fn generators_take_the_cores_after_the_workers() {
-        assert_eq!(ThroughputOptions { gen_core: 5, ..opts() }.generator_cores(16, 1), [5]);
+        assert_eq!(ThroughputOptions { gen_core: 5, ..opts() }.generator_cores(16, &[1]), [5]);
         // Workers on 1..=4, generators on 5..=8.
-        assert_eq!(ThroughputOptions { queues: 4, ..opts() }.generator_cores(16, 1), [5, 6, 7, 8]);
+        assert_eq!(ThroughputOptions { queues: 4, ..opts() }.generator_cores(16, &[1, 2, 3, 4]), [5, 6, 7, 8]);
         // Workers on 1..=8, generators on 9..=15 and 0.
-        assert_eq!(ThroughputOptions { queues: 8, ..opts() }.generator_cores(16, 1), [9, 10, 11, 12, 13, 14, 15, 0]);
+        let eight: Vec<usize> = (1..=8).collect();
+        assert_eq!(
+            ThroughputOptions { queues: 8, ..opts() }.generator_cores(16, &eight),
+            [9, 10, 11, 12, 13, 14, 15, 0]
+        );
         // Too few cores: they wrap onto the workers'.
-        assert_eq!(ThroughputOptions { queues: 2, ..opts() }.generator_cores(2, 1), [1, 0]);
+        assert_eq!(ThroughputOptions { queues: 2, ..opts() }.generator_cores(2, &[1, 0]), [1, 0]);
         let given = ThroughputOptions { queues: 2, gen_cores: vec![7, 3], ..opts() };
-        assert_eq!(given.generator_cores(16, 1), [7, 3]);
+        assert_eq!(given.generator_cores(16, &[1, 2]), [7, 3]);
+        // Workers a config pinned apart: the generators avoid every one of them.
+        assert_eq!(ThroughputOptions { queues: 3, ..opts() }.generator_cores(8, &[2, 7, 4]), [5, 6, 0]);
     }
 
     #[test]
