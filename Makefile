@@ -60,10 +60,10 @@ bench-lab: build
 bench-rfc2544: build
 	$(BIN)/scrubber lab bench --throughput $(BENCH_ARGS)
 
-## make bench-queues: the throughput search through 1, 2, 4 and 8 queues, as many as the machine
-## has two cores for (a worker and a generator each; QUEUES= overrides): clean 64-byte UDP, then
+## make bench-queues: the throughput search through 1, 2, 4 and 8 queues, one always and more
+## as the machine has two cores for each (a worker and a generator; QUEUES= overrides): clean 64-byte UDP, then
 ## the highest rate of each flood in FLOODS= absorbed (root; not part of make test).
-QUEUES ?= $(shell n=$$(nproc); for q in 1 2 4 8; do [ $$((2 * q)) -le $$n ] && echo $$q; done)
+QUEUES ?= 1 $(shell n=$$(nproc); for q in 2 4 8; do [ $$((2 * q)) -le $$n ] && echo $$q; done)
 FLOODS ?= syn-flood udp-amp
 bench-queues: build
 	@for q in $(QUEUES); do \

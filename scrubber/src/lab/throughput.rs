@@ -40,7 +40,9 @@ use std::time::Duration;
 /// RFC 2544 §9.1's Ethernet frame sizes (with the 4-byte FCS).
 pub const RFC2544_SIZES: [usize; 7] = [64, 128, 256, 512, 1024, 1280, 1518];
 /// The generator profiles the search can send: clean UDP, forwarded, and floods, decided.
-pub const PROFILES: [&str; 6] = ["udp", "syn-flood", "udp-amp", "quic-initial", "tcp-xmas", "tcp-null"];
+pub const PROFILES: [&str; 6] = [CLEAN, "syn-flood", "udp-amp", "quic-initial", "tcp-xmas", "tcp-null"];
+/// The clean profile: its frames are to be forwarded, a flood's to be decided.
+const CLEAN: &str = "udp";
 /// Bytes on the wire around each frame besides the frame itself: preamble, SFD, inter-frame gap.
 const WIRE_OVERHEAD: usize = 20;
 /// The FCS the generator does not write (the NIC does).
@@ -108,7 +110,7 @@ impl ThroughputOptions {
 
     /// Whether the traffic is clean UDP, to be forwarded, rather than a flood, to be decided.
     pub fn clean(&self) -> bool {
-        self.profile == "udp"
+        self.profile == CLEAN
     }
 
     /// The frame sizes searched: `sizes` for clean UDP, else one search of the flood's own
@@ -406,7 +408,7 @@ pub fn wire_bps(size: usize, pps: f64) -> f64 {
 
 /// The report as a table.
 pub fn format_report(r: &ThroughputReport) -> String {
-    let what = if r.profile == "udp" {
+    let what = if r.profile == CLEAN {
         "clean UDP forwarded".to_string()
     } else {
         format!("{} decided (loss: sent and not received by a worker)", r.profile)
