@@ -22,14 +22,19 @@ fn search(id: &str, extra: &[&str]) -> Value {
     serde_json::from_str(&out.stdout).expect("a JSON report")
 }
 
-/// The frames each worker received in trial `t`; each got about half of them.
+/// The frames each worker received in trial `t`: each got some, and about half of them when
+/// the trial set a rate.
 fn worker_shares(t: &Value) -> Vec<u64> {
     let rx: Vec<u64> = t["worker_rx"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
     assert_eq!(rx.len(), 2, "a worker per queue: {t}");
-    let total: u64 = rx.iter().sum();
-    // Each generator sends half the rate on its own queue: each worker gets about half.
-    for &n in &rx {
-        assert!(n * 10 >= total * 3, "each queue's worker receives its generator's share: {t}");
+    assert!(rx.iter().all(|&n| n > 0), "every queue's worker receives: {t}");
+    // At a set rate each generator is paced to half of it on its own queue, so each worker gets
+    // about half; at rate 0 each sends as fast as its core lets it, which need not be even.
+    if t["rate"].as_u64().unwrap() > 0 {
+        let total: u64 = rx.iter().sum();
+        for &n in &rx {
+            assert!(n * 10 >= total * 3, "each queue's worker receives its generator's share: {t}");
+        }
     }
     rx
 }
