@@ -142,33 +142,53 @@ impl Assembly {
 }
 
 /// What the fingerprinting learned from one ClientHello.
-#[derive(Clone, Copy, PartialEq, Eq)]
+///
+/// The small fields lead and the server name, up to 255 bytes, comes last, so that a copy of what
+/// is in use (`copy_from`) writes the first one or two cache lines of the six the struct spans.
+#[derive(Clone, Copy)]
+#[repr(C)]
 pub struct HelloInfo {
-    sni: [u8; MAX_SNI],
-    sni_len: u8,
-    alpn: [u8; MAX_ALPN],
-    alpn_len: u8,
-    /// JA4-style fingerprint text (ASCII); all zero when fingerprinting was off.
-    pub ja4: [u8; JA4_LEN],
     /// Highest TLS version offered (supported_versions, else legacy_version).
     pub tls_version: u16,
+    sni_len: u8,
+    alpn_len: u8,
     /// quic_transport_parameters present.
     pub has_transport_parameters: bool,
+    /// JA4-style fingerprint text (ASCII); `ja4[0]` is 0 when fingerprinting was off, and the
+    /// rest is then meaningless.
+    pub ja4: [u8; JA4_LEN],
+    alpn: [u8; MAX_ALPN],
+    sni: [u8; MAX_SNI],
 }
 
 impl Default for HelloInfo {
     fn default() -> Self {
         HelloInfo {
-            sni: [0; MAX_SNI],
-            sni_len: 0,
-            alpn: [0; MAX_ALPN],
-            alpn_len: 0,
-            ja4: [0; JA4_LEN],
             tls_version: 0,
+            sni_len: 0,
+            alpn_len: 0,
             has_transport_parameters: false,
+            ja4: [0; JA4_LEN],
+            alpn: [0; MAX_ALPN],
+            sni: [0; MAX_SNI],
         }
     }
 }
+
+/// Equal when what they hold is equal: bytes past a length, or a fingerprint marked absent, do
+/// not count.
+impl PartialEq for HelloInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.tls_version == other.tls_version
+            && self.has_transport_parameters == other.has_transport_parameters
+            && self.sni() == other.sni()
+            && self.alpn() == other.alpn()
+            && self.ja4_str().as_bytes() == other.ja4_str().as_bytes()
+            && (self.ja4[0] == 0) == (other.ja4[0] == 0)
+    }
+}
+
+impl Eq for HelloInfo {}
 
 impl core::fmt::Debug for HelloInfo {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -190,6 +210,23 @@ impl HelloInfo {
     /// First ALPN protocol (empty when absent).
     pub fn alpn(&self) -> &[u8] {
         &self.alpn[..usize::from(self.alpn_len)]
+    }
+
+    /// Makes `self` hold what `src` holds, writing only the bytes in use (a summary ring's
+    /// slot is written once per admitted flow; most of a full copy would be unused name room).
+    #[inline]
+    pub fn copy_from(&mut self, src: &HelloInfo) {
+        self.tls_version = src.tls_version;
+        self.has_transport_parameters = src.has_transport_parameters;
+        self.sni_len = src.sni_len;
+        self.sni[..usize::from(src.sni_len)].copy_from_slice(src.sni());
+        self.alpn_len = src.alpn_len;
+        self.alpn[..usize::from(src.alpn_len)].copy_from_slice(src.alpn());
+        if src.ja4[0] == 0 {
+            self.ja4[0] = 0;
+        } else {
+            self.ja4 = src.ja4;
+        }
     }
 
     /// The fingerprint as text ("" when it was not computed).
@@ -485,6 +522,30 @@ pub(crate) mod tests {
         let digest = Sha256::digest(b"1301,1302");
         let expect: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(&ja4[11..23], expect);
+    }
+
+    #[test]
+    fn copy_from_writes_what_is_in_use() {
+        let mut full = HelloInfo::default();
+        parse(&rfc_client_hello(), true, &mut full).unwrap();
+        let mut bare = HelloInfo::default();
+        parse(&rfc_client_hello(), false, &mut bare).unwrap();
+        bare.sni_len = 3;
+        bare.alpn_len = 0;
+        bare.has_transport_parameters = false;
+        // A slot that held a longer name, an ALPN and a fingerprint now holds the shorter one.
+        let mut slot = full;
+        slot.copy_from(&bare);
+        assert_eq!(slot, bare);
+        assert_ne!(slot, full);
+        assert_eq!(slot.sni(), b"exa");
+        assert_eq!(slot.alpn(), b"");
+        assert_eq!(slot.ja4_str(), "");
+        assert!(!slot.has_transport_parameters);
+        slot.copy_from(&full);
+        assert_eq!(slot, full);
+        assert_eq!(slot.sni(), b"example.com");
+        assert_eq!(slot.ja4_str(), full.ja4_str());
     }
 
     #[test]

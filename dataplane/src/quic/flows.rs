@@ -182,7 +182,7 @@ impl Summaries {
         self.next = (self.next + 1) % self.ring.len();
         let slot = &mut self.ring[i];
         slot.0 = slot.0.wrapping_add(1).max(1);
-        slot.1 = *info;
+        slot.1.copy_from(info);
         (i as u32 + 1, slot.0)
     }
 
