@@ -82,14 +82,16 @@ impl<K: Copy + Eq + Hash, V> ClockTable<K, V> {
         self.map.get(key).map(|slot| &slot.value)
     }
 
-    /// The entry for `key`, inserting `make()` (evicting if full) when absent.
+    /// The entry for `key`, inserting `make()` (evicting if full) when absent. A present entry
+    /// is marked used; a new one starts unmarked, as with `insert`.
     #[inline]
     pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
-        if !self.map.contains_key(&key) {
+        let present = self.map.contains_key(&key);
+        if !present {
             self.insert(key, make());
         }
         let slot = self.map.get_mut(&key).expect("present: inserted just above");
-        slot.referenced = true;
+        slot.referenced |= present;
         &mut slot.value
     }
 
@@ -236,5 +238,16 @@ mod tests {
         assert_eq!(t.peek(&1), None);
         assert_eq!(t.peek(&2), Some(&21));
         assert_eq!(t.stats().evictions, 1);
+    }
+
+    #[test]
+    fn get_or_insert_keeps_a_key_seen_once_first_to_go() {
+        let mut t: ClockTable<u8, u32> = ClockTable::new(2);
+        *t.get_or_insert_with(1, || 0) += 1;
+        *t.get_or_insert_with(1, || 0) += 1;
+        *t.get_or_insert_with(2, || 0) += 1;
+        // Key 1 was hit again, key 2 only inserted: the clock passes over 1 and takes 2.
+        assert_eq!(t.insert(3, 0).map(|(k, _)| k), Some(2));
+        assert_eq!(t.peek(&1), Some(&2));
     }
 }
