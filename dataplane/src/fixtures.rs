@@ -630,6 +630,79 @@ fn policy_swap_takes_effect_at_the_next_batch() {
     assert_eq!(p.stats().event_count(Event::PolicySwap), 1);
 }
 
+/// The lab policy with QUIC validation or SYN authentication on, for the fragment tests below.
+fn pipeline_with(quic: bool, syn: bool) -> Pipeline {
+    let mut b = PolicyBuilder::new();
+    let mut profile = Profile::named("lab");
+    if !syn {
+        profile.syn = crate::syn::Settings::off();
+    }
+    profile.quic.enabled = quic;
+    let lab = b.profile(profile);
+    b.protect("198.18.100.0/24".parse().unwrap(), lab);
+    b.bogon_exempt = vec!["198.18.0.0/15".parse().unwrap()];
+    b.forward = ForwardSettings { mode: ForwardMode::L2, egress_mtu: 1500, ..ForwardSettings::default() };
+    let small = crate::syn::StateConfig {
+        workers: 1,
+        retransmit: 64,
+        check_failures: 64,
+        unverified_buckets: 64,
+        verified_syn_buckets: 64,
+    };
+    let config = PipelineConfig {
+        src_buckets: 64,
+        dst_buckets: 64,
+        frag_buckets: 64,
+        reply_buckets: 64,
+        syn: small,
+        ..PipelineConfig::default()
+    };
+    Pipeline::with_shared(policy::cell(b.build()), config, small_shared())
+}
+
+#[test]
+fn a_first_fragment_the_quic_or_syn_check_drops_takes_its_later_fragments_with_it() {
+    // QUIC: UDP datagrams carrying QUIC must not be fragmented (RFC 9000 §14).
+    let mut p = pipeline_with(true, false);
+    let first = Packet::udp(client(), 5555, server(), 443).ident(77).payload(&[0; 64]).ipv4_fragment(0, true).build();
+    let later = Packet::udp(client(), 5555, server(), 443).ident(77).payload(&[0; 64]).ipv4_fragment(72, false).build();
+    assert_eq!(run(&mut p, &first).0, drop(R::QuicFragment));
+    assert_eq!(run(&mut p, &later).0, drop(R::AmpFragment));
+    // SYN: a fragmented SYN is refused by the SYN check.
+    let mut p = pipeline_with(false, true);
+    let first =
+        Packet::tcp(client(), 5555, server(), 80).flags(0x02).ident(78).payload(&[0; 64]).ipv4_fragment(0, true).build();
+    let later = Packet::tcp(client(), 5555, server(), 80).ident(78).payload(&[0; 64]).ipv4_fragment(88, false).build();
+    assert_eq!(run(&mut p, &first).0, drop(R::SynFragment));
+    assert_eq!(run(&mut p, &later).0, drop(R::AmpFragment));
+    // The control: a first fragment that passes lets its later fragments follow.
+    let mut p = pipeline_with(false, false);
+    let first = Packet::udp(client(), 5555, server(), 443).ident(79).payload(&[0; 64]).ipv4_fragment(0, true).build();
+    let later = Packet::udp(client(), 5555, server(), 443).ident(79).payload(&[0; 64]).ipv4_fragment(72, false).build();
+    assert_eq!(run(&mut p, &first).0, Verdict::Forward);
+    assert_eq!(run(&mut p, &later).0, Verdict::Forward);
+}
+
+#[test]
+fn ipv6_later_fragments_follow_their_first_whatever_headers_follow_the_fragment_header() {
+    // RFC 8200 allows Destination Options (and AH) after the Fragment header: a later fragment's
+    // parse then stops at a Next Header that is not the upper layer.
+    for dest_opts in [false, true] {
+        let frame = |offset: u16, more: bool| {
+            let mut pk = Packet::udp(client6(), 5555, server6(), 0)
+                .payload(&[0; 64])
+                .ext(ExtHeader::Fragment { offset, more, id: 99 });
+            if dest_opts {
+                pk = pk.ext(ExtHeader::DestOpts(1));
+            }
+            pk.build()
+        };
+        let mut p = pipeline(&Knobs::default());
+        assert_eq!(run(&mut p, &frame(0, true)).0, drop(R::RuleDrop), "dest_opts {dest_opts}");
+        assert_eq!(run(&mut p, &frame(1232, false)).0, drop(R::AmpFragment), "dest_opts {dest_opts}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 

@@ -489,7 +489,11 @@ impl State {
                     mode: profile.mode,
                     now,
                 };
-                self.syn.inspect(&env, &info, frame, &mut self.replies, &mut self.stats)
+                let syn = self.syn.inspect(&env, &info, frame, &mut self.replies, &mut self.stats);
+                if matches!(syn, Check::Reject(_)) {
+                    self.first_fragment_rejected(policy, profile, now, &info);
+                }
+                syn
             }
             other => other,
         };
@@ -539,33 +543,41 @@ impl State {
                 self.last_vector = self.amp.last_vector();
                 self.quic_inspected = amp == Check::Clean;
                 match amp {
-                    Check::Clean => self.quic.inspect(
-                        &self.shared.quic,
-                        &policy.quic,
-                        &profile.quic,
-                        now,
-                        info,
-                        frame,
-                        &mut self.stats,
-                    ),
+                    Check::Clean => {
+                        let quic = self.quic.inspect(
+                            &self.shared.quic,
+                            &policy.quic,
+                            &profile.quic,
+                            now,
+                            info,
+                            frame,
+                            &mut self.stats,
+                        );
+                        if matches!(quic, Check::Reject(_)) {
+                            // The amplification check recorded this datagram as passed.
+                            self.first_fragment_rejected(policy, profile, now, info);
+                        }
+                        quic
+                    }
+                    // The amplification check recorded its own verdict for the datagram.
                     other => other,
                 }
             }
             Check::Reject(reason) => {
-                // Later fragments carry no ports for the checks to match: make them follow.
-                if info.fragment == Fragment::First {
-                    self.amp.first_fragment_rejected(
-                        &self.shared.amp,
-                        &policy.amp,
-                        &profile.amp,
-                        now,
-                        info,
-                        &mut self.stats,
-                    );
-                }
+                self.first_fragment_rejected(policy, profile, now, info);
                 Check::Reject(reason)
             }
             Check::Replied => Check::Replied,
+        }
+    }
+
+    /// Records that a datagram's first fragment was rejected by a check after (or instead of)
+    /// the amplification check's own, so that its later fragments, which carry no ports for the
+    /// checks to match, are dropped with it.
+    #[inline]
+    fn first_fragment_rejected(&mut self, policy: &Policy, profile: &Profile, now: Now, info: &PacketInfo) {
+        if info.fragment == Fragment::First {
+            self.amp.first_fragment_rejected(&self.shared.amp, &policy.amp, &profile.amp, now, info, &mut self.stats);
         }
     }
 

@@ -441,14 +441,15 @@ const REQUEST_TAG_SHIFT: u32 = 24;
 /// Bucket key for the fragment budget of a destination (not a catalogue position).
 pub(crate) const FRAGMENT_BUDGET: u64 = 0xff;
 
-/// The datagram a fragment belongs to (RFC 791 §3.2, RFC 8200 §4.5).
+/// The datagram a fragment belongs to: source, destination, protocol and identification for
+/// IPv4 (RFC 791 §3.2); source, destination and identification for IPv6 (RFC 8200 §4.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FragmentKey {
     /// Source address.
     pub src: Addr,
     /// Destination address.
     pub dst: Addr,
-    /// Upper-layer protocol.
+    /// Upper-layer protocol (IPv4); 0 for IPv6.
     pub protocol: u8,
     /// Identification.
     pub id: u32,
@@ -456,9 +457,14 @@ pub struct FragmentKey {
 
 impl FragmentKey {
     /// The key of a parsed fragment.
+    ///
+    /// An IPv6 first fragment is parsed through to its upper layer, while a later one stops at
+    /// the Fragment header, whose Next Header may name a header after it (Destination Options,
+    /// AH) rather than the upper layer: so IPv6 keys leave the protocol out, as reassembly does.
     #[inline]
     pub fn of(info: &crate::parse::PacketInfo) -> FragmentKey {
-        FragmentKey { src: info.src, dst: info.dst, protocol: info.protocol, id: info.frag_id }
+        let protocol = if info.src.is_v4() { info.protocol } else { 0 };
+        FragmentKey { src: info.src, dst: info.dst, protocol, id: info.frag_id }
     }
 }
 
