@@ -219,8 +219,9 @@ fn reload(s: &mut PolicyState, running: &DataplaneConfig) -> Result<Outcome, Cmd
     install(s, document, running, "reload", &source, detail)
 }
 
-/// Makes `document` the policy, unless its `[dataplane]` section differs from the running one
-/// (sockets and rings are set up at start: that needs a restart).
+/// Makes `document` the policy, unless it changes a setting the daemon applies only at start
+/// (`Config::restart_only_changes`: sockets, rings, interfaces, resolved next hops, table
+/// capacities), which needs a restart; the running policy then stays as it is.
 fn install(
     s: &mut PolicyState,
     document: Config,
@@ -233,6 +234,17 @@ fn install(
         return Err((
             "rejected",
             format!("{source}: the [dataplane] section (queues, rings, modes) changed; that needs a restart"),
+        ));
+    }
+    let keys = s.document.restart_only_changes(&document);
+    if !keys.is_empty() {
+        return Err((
+            "rejected",
+            format!(
+                "{source}: {} changed; these take effect only at a restart, so nothing was applied \
+                 (restart the daemon, or put them back and {what} again)",
+                keys.join(", ")
+            ),
         ));
     }
     changed(s.set_document(document), what, detail)
@@ -322,6 +334,41 @@ mod tests {
             }
         }
         assert_eq!(s.generation, 1);
+    }
+
+    #[test]
+    fn a_policy_that_changes_start_only_settings_is_refused_and_names_them() {
+        let mut s = state();
+        let base = "[[prefixes]]\ncidr = \"198.18.100.0/24\"\n";
+        for (extra, key) in [
+            ("[forward]\negress = \"eth7\"\n", "forward.egress"),
+            ("[forward]\nsymmetric = true\n", "forward.symmetric"),
+            ("[forward]\nnext_hop_ip = \"198.18.0.99\"\n", "forward.next_hop_mac/next_hop_ip (auto)"),
+            ("[tables]\nreply_pps = 10\n", "tables"),
+            ("[daemon]\nmetrics = \"off\"\n", "daemon"),
+            ("[quic]\nflows = 16\n", "quic.flows"),
+            ("[syn]\nverified_sources = 4096\n", "syn.verified_sources"),
+            ("[amp]\nrequest_slots = 4096\n", "amp.request_slots"),
+        ] {
+            let toml = format!("{base}{extra}");
+            match run(&mut s, "policy_set", json!({ "toml": toml })) {
+                Err((code, msg)) => {
+                    assert_eq!(code, "rejected", "{extra}");
+                    assert!(msg.contains(key) && msg.contains("restart"), "{extra}: {msg}");
+                }
+                Ok(o) => panic!("{extra}: accepted: {o:?}"),
+            }
+        }
+        assert_eq!(s.generation, 1);
+        // What applies at runtime still does: a literal next-hop MAC, the MTU, a QUIC budget.
+        let toml = format!(
+            "{base}[forward]\nnext_hop_mac = \"02:00:00:00:00:09\"\nmtu = 1400\n[quic]\ndecrypt_budget_pps = 1000\n"
+        );
+        let Ok(Outcome::Changed { policy, .. }) = run(&mut s, "policy_set", json!({ "toml": toml })) else {
+            panic!("runtime settings refused")
+        };
+        assert_eq!(policy.forward.next_hop_mac, [2, 0, 0, 0, 0, 9]);
+        assert_eq!(policy.forward.egress_mtu, 1400);
     }
 
     #[test]

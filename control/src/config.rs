@@ -564,6 +564,66 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialize: {e}\n"))
     }
+
+    /// The keys whose value in `next` differs from `self` among the settings a running daemon
+    /// applies only at start: sockets, rings and interfaces, next hops resolved at start, the
+    /// return-direction XDP program, table capacities, the daemon's own sockets. A reload or
+    /// `policy set` that changes one would be reported as applied while the old value stays in
+    /// effect, so those are refused instead (empty: nothing needs a restart).
+    pub fn restart_only_changes(&self, next: &Config) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut check = |key: &'static str, changed: bool| {
+            if changed {
+                keys.push(key);
+            }
+        };
+        check("dataplane", self.dataplane != next.dataplane);
+        check("daemon", self.daemon != next.daemon);
+        check("tables", self.tables != next.tables);
+        let (a, b) = (&self.forward, &next.forward);
+        let hairpin = |f: &ForwardConfig| f.mode == ForwardModeConfig::Hairpin;
+        check("forward.mode (to or from hairpin)", hairpin(a) != hairpin(b));
+        check("forward.egress", a.egress != b.egress);
+        check("forward.symmetric", a.symmetric != b.symmetric);
+        // "auto" next hops are resolved from the neighbour table once, at start.
+        let auto_changed = |mac_a: &str, ip_a: &Option<String>, mac_b: &str, ip_b: &Option<String>| {
+            mac_b == "auto" && (mac_a != "auto" || ip_a != ip_b)
+        };
+        check(
+            "forward.next_hop_mac/next_hop_ip (auto)",
+            auto_changed(&a.next_hop_mac, &a.next_hop_ip, &b.next_hop_mac, &b.next_hop_ip),
+        );
+        check(
+            "forward.return_next_hop_mac/return_next_hop_ip (auto)",
+            b.symmetric
+                && auto_changed(
+                    &a.return_next_hop_mac,
+                    &a.return_next_hop_ip,
+                    &b.return_next_hop_mac,
+                    &b.return_next_hop_ip,
+                ),
+        );
+        let (q, r) = (&self.quic, &next.quic);
+        check("quic.flows", q.flows != r.flows);
+        check("quic.src_buckets", q.src_buckets != r.src_buckets);
+        check("quic.dst_buckets", q.dst_buckets != r.dst_buckets);
+        check("quic.pending", q.pending != r.pending);
+        check("quic.max_client_hello", q.max_client_hello != r.max_client_hello);
+        check("quic.summaries", q.summaries != r.summaries);
+        check("quic.replay_slots", q.replay_slots != r.replay_slots);
+        let (s, t) = (&self.syn, &next.syn);
+        check("syn.verified_sources", s.verified_sources != t.verified_sources);
+        check("syn.check_failure_sources", s.check_failure_sources != t.check_failure_sources);
+        check("syn.retransmit_entries", s.retransmit_entries != t.retransmit_entries);
+        check("syn.unverified_buckets", s.unverified_buckets != t.unverified_buckets);
+        check("syn.verified_syn_buckets", s.verified_syn_buckets != t.verified_syn_buckets);
+        check("syn.auto_prefixes", s.auto_prefixes != t.auto_prefixes);
+        let (m, n) = (&self.amp, &next.amp);
+        check("amp.bucket_slots", m.bucket_slots != n.bucket_slots);
+        check("amp.fragment_slots", m.fragment_slots != n.fragment_slots);
+        check("amp.request_slots", m.request_slots != n.request_slots);
+        keys
+    }
 }
 
 /// Parses `text` as a prefix, naming `key` in the error.
