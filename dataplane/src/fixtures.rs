@@ -670,8 +670,12 @@ fn a_first_fragment_the_quic_or_syn_check_drops_takes_its_later_fragments_with_i
     assert_eq!(run(&mut p, &later).0, drop(R::AmpFragment));
     // SYN: a fragmented SYN is refused by the SYN check.
     let mut p = pipeline_with(false, true);
-    let first =
-        Packet::tcp(client(), 5555, server(), 80).flags(0x02).ident(78).payload(&[0; 64]).ipv4_fragment(0, true).build();
+    let first = Packet::tcp(client(), 5555, server(), 80)
+        .flags(0x02)
+        .ident(78)
+        .payload(&[0; 64])
+        .ipv4_fragment(0, true)
+        .build();
     let later = Packet::tcp(client(), 5555, server(), 80).ident(78).payload(&[0; 64]).ipv4_fragment(88, false).build();
     assert_eq!(run(&mut p, &first).0, drop(R::SynFragment));
     assert_eq!(run(&mut p, &later).0, drop(R::AmpFragment));
@@ -689,9 +693,11 @@ fn ipv6_later_fragments_follow_their_first_whatever_headers_follow_the_fragment_
     // parse then stops at a Next Header that is not the upper layer.
     for dest_opts in [false, true] {
         let frame = |offset: u16, more: bool| {
-            let mut pk = Packet::udp(client6(), 5555, server6(), 0)
-                .payload(&[0; 64])
-                .ext(ExtHeader::Fragment { offset, more, id: 99 });
+            let mut pk = Packet::udp(client6(), 5555, server6(), 0).payload(&[0; 64]).ext(ExtHeader::Fragment {
+                offset,
+                more,
+                id: 99,
+            });
             if dest_opts {
                 pk = pk.ext(ExtHeader::DestOpts(1));
             }

@@ -37,12 +37,26 @@ impl Rate {
         Rate { pps: split(self.pps), bytes_per_sec: split(self.bytes_per_sec), burst_ms: self.burst_ms }
     }
 
-    /// Bucket depth in nano-units for a per-second rate: the burst window's worth, at least one unit.
+    /// Packet bucket depth in nano-units: the burst window's worth, at least one packet.
     #[inline]
-    fn depth(self, per_sec: u64) -> u128 {
-        (u128::from(per_sec) * u128::from(self.burst_ms.max(1)) * NANO / 1000).max(NANO)
+    fn packet_depth(self) -> u128 {
+        (u128::from(self.pps) * u128::from(self.burst_ms.max(1)) * NANO / 1000).max(NANO)
+    }
+
+    /// Byte bucket depth in nano-units: the burst window's worth, at least `MIN_BYTE_DEPTH`. A
+    /// bucket shallower than a packet could never admit that packet: a small byte budget
+    /// (64 kbit/s, or 1 Mbit/s split over 16 workers) would drop every full-size packet
+    /// instead of limiting them.
+    #[inline]
+    fn byte_depth(self) -> u128 {
+        (u128::from(self.bytes_per_sec) * u128::from(self.burst_ms.max(1)) * NANO / 1000)
+            .max(u128::from(MIN_BYTE_DEPTH) * NANO)
     }
 }
+
+/// The least a byte bucket holds: a 9 000-byte jumbo frame's IP packet and more, so every packet a
+/// worker can receive (UMEM frames are at most 4 KiB) fits.
+pub const MIN_BYTE_DEPTH: u32 = 9_216;
 
 /// Token state of one key. Starts full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +69,7 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket for `rate` at time `now_ns`.
     pub fn new(rate: Rate, now_ns: u64) -> TokenBucket {
-        TokenBucket { packets: rate.depth(rate.pps), bytes: rate.depth(rate.bytes_per_sec), last_ns: now_ns }
+        TokenBucket { packets: rate.packet_depth(), bytes: rate.byte_depth(), last_ns: now_ns }
     }
 
     /// Takes one packet of `bytes` bytes if both budgets allow it. Returns false when over budget
@@ -67,10 +81,10 @@ impl TokenBucket {
         let packet_cost = NANO;
         let byte_cost = u128::from(bytes) * NANO;
         if rate.pps != 0 {
-            self.packets = (self.packets + elapsed * u128::from(rate.pps)).min(rate.depth(rate.pps));
+            self.packets = (self.packets + elapsed * u128::from(rate.pps)).min(rate.packet_depth());
         }
         if rate.bytes_per_sec != 0 {
-            self.bytes = (self.bytes + elapsed * u128::from(rate.bytes_per_sec)).min(rate.depth(rate.bytes_per_sec));
+            self.bytes = (self.bytes + elapsed * u128::from(rate.bytes_per_sec)).min(rate.byte_depth());
         }
         let packets_ok = rate.pps == 0 || self.packets >= packet_cost;
         let bytes_ok = rate.bytes_per_sec == 0 || self.bytes >= byte_cost;
@@ -121,6 +135,19 @@ mod tests {
         let rate = Rate { pps: 0, bytes_per_sec: 100_000, burst_ms: 100 };
         let ok = admitted_over(rate, 10, 10_000, 1000);
         assert!((1_000..=1_011).contains(&ok), "admitted {ok}");
+    }
+
+    #[test]
+    fn a_byte_budget_smaller_than_a_packet_still_admits_its_rate() {
+        // 64 kbit/s: a 100 ms window holds 800 bytes, less than one 1500-byte packet.
+        let rate = Rate { pps: 0, bytes_per_sec: 8_000, burst_ms: 100 };
+        // Offered at 120 kbit/s for 60 s: 480 000 bytes are due, 320 packets, plus the bucket.
+        let ok = admitted_over(rate, 60, 10, 1500);
+        assert!((320..=327).contains(&ok), "admitted {ok}");
+        // Split over 16 workers, 1 Mbit/s leaves each 7 813 bytes/s: the same holds per worker.
+        let per = Rate { pps: 0, bytes_per_sec: 125_000, burst_ms: 100 }.per_worker(16);
+        let ok = admitted_over(per, 60, 10, 1500);
+        assert!((312..=319).contains(&ok), "admitted {ok}");
     }
 
     #[test]
