@@ -199,6 +199,21 @@ pub fn compile_with(input: &CompileInput<'_>, cache: Option<&ListCache>) -> Resu
         b.own.push(Addr::from(ip));
     }
     b.own.extend(input.facts.own_addresses.iter().copied());
+    // The XDP program steers by prefix maps of fixed size, one per family.
+    for v4 in [true, false] {
+        let n = b.prefixes.iter().filter(|p| p.cidr.is_v4() == v4).count()
+            + input.facts.own_addresses.iter().filter(|a| a.is_v4() == v4).count();
+        if n > dataplane::xsk::prog::MAX_XDP_PREFIXES {
+            return Err(err(
+                "prefixes",
+                format!(
+                    "{n} {} prefixes and own addresses; the XDP program holds at most {} a family",
+                    if v4 { "IPv4" } else { "IPv6" },
+                    dataplane::xsk::prog::MAX_XDP_PREFIXES
+                ),
+            ));
+        }
+    }
 
     b.unprotected = match cfg.policy.unprotected {
         UnprotectedConfig::Pass => UnprotectedAction::Pass,
@@ -659,6 +674,26 @@ mod tests {
             }
         }
         assert!(checked >= 2, "found {checked} configs in {}", dir.display());
+    }
+
+    #[test]
+    fn no_more_prefixes_than_the_xdp_program_holds() {
+        let file = Path::new("test.toml");
+        let max = dataplane::xsk::prog::MAX_XDP_PREFIXES;
+        let prefix = |i: usize| crate::config::PrefixConfig {
+            cidr: format!("10.{}.{}.0/24", i >> 8, i & 255),
+            profile: DEFAULT_PROFILE.to_string(),
+            gre_endpoint: None,
+        };
+        let mut config = Config::from_toml("", file).unwrap();
+        config.prefixes = (0..max).map(prefix).collect();
+        let facts = SystemFacts::default();
+        let run = |c: &Config| compile(&CompileInput { config: c, file, generation: 1, facts: &facts, overlay: None });
+        assert_eq!(run(&config).unwrap().prefixes.len(), max);
+        // One more, in another /8: refused, naming the limit.
+        config.prefixes.push(crate::config::PrefixConfig { cidr: "11.0.0.0/24".to_string(), ..prefix(0) });
+        let e = run(&config).map(|_| ()).unwrap_err().to_string();
+        assert!(e.starts_with("test.toml: prefixes: 65537 IPv4 prefixes"), "{e}");
     }
 
     #[test]

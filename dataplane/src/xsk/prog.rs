@@ -16,6 +16,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/scrubber_xdp.o"));
 const PROG_NAME: &str = "scrubber_xdp";
 
+/// Entries of each of the program's prefix maps (IPv4, IPv6): the protected prefixes of that
+/// family plus the appliance's own addresses. `MAX_PREFIXES` in `bpf/scrubber_xdp.c`; the
+/// compiler refuses a policy with more, as the map would refuse the rest and their traffic
+/// would stay in the kernel.
+pub const MAX_XDP_PREFIXES: usize = 65_536;
+
 /// How to attach.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttachMode {
@@ -558,4 +564,14 @@ fn sync_map<K: Copy + Eq + std::hash::Hash + Default>(map: &OwnedFd, wanted: &[(
         unsafe { bpf::bpf_map_delete_elem(map.as_raw_fd(), (&k as *const K).cast()) };
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_prefix_limit_is_the_programs() {
+        let source = include_str!("../../bpf/scrubber_xdp.c");
+        let define = format!("#define MAX_PREFIXES {}", super::MAX_XDP_PREFIXES);
+        assert!(source.lines().any(|l| l.trim() == define), "bpf/scrubber_xdp.c lacks `{define}`");
+    }
 }
