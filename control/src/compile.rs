@@ -62,10 +62,14 @@ pub struct CompileInput<'a> {
 /// The profile every prefix without one uses; always present.
 pub const DEFAULT_PROFILE: &str = "default";
 
-/// Base layers of the allow and deny lists built by earlier compilations, reused while the
-/// document's entries and the list files (path, size, modification time) are unchanged: a
-/// runtime change (a deny entry, a rule) then costs the same with a million-prefix list file as
-/// without one. A changed file (or `reload` after editing it) is read again.
+/// Base layers of the allow and deny lists built by earlier compilations.
+///
+/// With `Files::Reread` (start, `reload`, `policy set`) a base list is reused while the
+/// document's entries and the list files (path, size, modification time) are unchanged, and a
+/// changed file is read again. With `Files::Reuse` (every other runtime change: a deny entry, a
+/// rule, `bypass`, an expiry) the list files are not looked at while the document names the
+/// same ones: a runtime change costs the same with a million-prefix list file as without one,
+/// and a list file being replaced (deleted, then downloaded again) cannot make `bypass` fail.
 #[derive(Debug, Default)]
 pub struct ListCache {
     slots: Mutex<[Option<CachedList>; 2]>,
@@ -81,10 +85,21 @@ struct ListKey {
     files: Vec<(PathBuf, u64, Option<SystemTime>)>,
 }
 
+/// Whether a compilation reads the list files again (see `ListCache`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Files {
+    /// Read what changed on disk: start, `reload`, `policy set`.
+    Reread,
+    /// Keep the lists read last while the document names the same files: runtime changes.
+    Reuse,
+}
+
 impl ListCache {
     /// Builds (or reuses) the base list `slot` (0 allow, 1 deny).
+    #[allow(clippy::too_many_arguments)]
     fn base(
         cache: Option<&ListCache>,
+        mode: Files,
         slot: usize,
         file: &Path,
         keys: (&str, &str),
@@ -92,9 +107,19 @@ impl ListCache {
         files: &[PathBuf],
     ) -> Result<Arc<PrefixList>, ConfigError> {
         let base = file.parent().unwrap_or(Path::new("."));
+        let full_paths: Vec<PathBuf> =
+            files.iter().map(|path| if path.is_absolute() { path.clone() } else { base.join(path) }).collect();
+        if mode == Files::Reuse
+            && let Some(c) = cache
+            && let Ok(slots) = c.slots.lock()
+            && let Some((cached, list)) = &slots[slot]
+            && cached.inline == inline
+            && cached.files.iter().map(|f| &f.0).eq(full_paths.iter())
+        {
+            return Ok(list.clone());
+        }
         let mut stamps = Vec::with_capacity(files.len());
-        for path in files {
-            let full = if path.is_absolute() { path.clone() } else { base.join(path) };
+        for full in full_paths {
             // Unreadable: no key; the load below reports the error.
             let Ok(meta) = std::fs::metadata(&full) else {
                 stamps.clear();
@@ -122,12 +147,12 @@ impl ListCache {
 
 /// Validates and compiles.
 pub fn compile(input: &CompileInput<'_>) -> Result<Policy, ConfigError> {
-    compile_with(input, None)
+    compile_with(input, None, Files::Reread)
 }
 
-/// Validates and compiles, reusing the base allow and deny lists in `cache` when they have not
-/// changed (see [`ListCache`]).
-pub fn compile_with(input: &CompileInput<'_>, cache: Option<&ListCache>) -> Result<Policy, ConfigError> {
+/// Validates and compiles, reusing the base allow and deny lists in `cache` as `files` says (see
+/// [`ListCache`]).
+pub fn compile_with(input: &CompileInput<'_>, cache: Option<&ListCache>, files: Files) -> Result<Policy, ConfigError> {
     let cfg = input.config;
     let file = input.file;
     let err = |key: &str, msg: String| ConfigError::new(file, key, msg);
@@ -234,8 +259,8 @@ pub fn compile_with(input: &CompileInput<'_>, cache: Option<&ListCache>) -> Resu
         b.bogon_exempt.push(parse_cidr(file, &format!("policy.bogon_exempt[{i}]"), text)?);
     }
     let (p, keys) = (&cfg.policy, [("policy.allow", "policy.allow_files"), ("policy.deny", "policy.deny_files")]);
-    b.allow_base = Some(ListCache::base(cache, 0, file, keys[0], &p.allow, &p.allow_files)?);
-    b.deny_base = Some(ListCache::base(cache, 1, file, keys[1], &p.deny, &p.deny_files)?);
+    b.allow_base = Some(ListCache::base(cache, files, 0, file, keys[0], &p.allow, &p.allow_files)?);
+    b.deny_base = Some(ListCache::base(cache, files, 1, file, keys[1], &p.deny, &p.deny_files)?);
     if let Some(overlay) = input.overlay {
         let expiry = |e: &crate::runtime::ListEntry| e.expires_ns.unwrap_or(NEVER);
         b.allow.extend(overlay.allow.iter().map(|(c, e)| (*c, expiry(e))));
@@ -416,8 +441,10 @@ fn list_entries(
     let base = file.parent().unwrap_or(Path::new("."));
     for (i, path) in files.iter().enumerate() {
         let full = if path.is_absolute() { path.clone() } else { base.join(path) };
-        let list = load_prefix_list(&full)
-            .map_err(|e| ConfigError::new(file, &format!("{files_key}[{i}]"), format!("{}: {}", e.key, e.message)))?;
+        let list = load_prefix_list(&full).map_err(|e| {
+            let at = if e.key.is_empty() { String::new() } else { format!(" {}", e.key) };
+            ConfigError::new(file, &format!("{files_key}[{i}]"), format!("{}{at}: {}", full.display(), e.message))
+        })?;
         out.extend(list.into_iter().map(|c| (c, NEVER)));
     }
     Ok(out)

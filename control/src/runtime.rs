@@ -11,7 +11,7 @@
 //!   `reload` and `policy set` and disappear at expiry or on `del`;
 //! - `bypass` is operator state and survives `reload`.
 
-use crate::compile::{CompileInput, ListCache, SystemFacts, compile_with};
+use crate::compile::{CompileInput, Files, ListCache, SystemFacts, compile_with};
 use crate::config::{Config, PrefixConfig, RuleConfig};
 use crate::error::ConfigError;
 use dataplane::Cidr;
@@ -81,8 +81,12 @@ impl PolicyState {
         }
     }
 
-    /// Compiles this state as snapshot `generation`.
+    /// Compiles this state as snapshot `generation`, reading the list files as they are now.
     pub fn compile(&self, generation: u64) -> Result<Policy, ConfigError> {
+        self.compile_files(generation, Files::Reread)
+    }
+
+    fn compile_files(&self, generation: u64, files: Files) -> Result<Policy, ConfigError> {
         let mut facts = self.facts.clone();
         facts.wall_secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         compile_with(
@@ -94,15 +98,26 @@ impl PolicyState {
                 overlay: Some(&self.overlay),
             },
             Some(&self.lists),
+            files,
         )
     }
 
     /// Applies `change` to a copy; if the copy compiles, commits it and returns the new snapshot.
+    /// The list files are not read again (`Files::Reuse`): only a new document (`reload`,
+    /// `policy set`) reads them.
     pub fn change(&mut self, change: impl FnOnce(&mut PolicyState) -> Result<(), String>) -> Result<Policy, String> {
+        self.change_files(Files::Reuse, change)
+    }
+
+    fn change_files(
+        &mut self,
+        files: Files,
+        change: impl FnOnce(&mut PolicyState) -> Result<(), String>,
+    ) -> Result<Policy, String> {
         let mut next = self.clone();
         change(&mut next)?;
         let generation = self.generation + 1;
-        let policy = next.compile(generation).map_err(|e| e.to_string())?;
+        let policy = next.compile_files(generation, files).map_err(|e| e.to_string())?;
         next.generation = generation;
         next.facts.syn_previous = Some(policy.syn.clone());
         *self = next;
@@ -260,7 +275,7 @@ impl PolicyState {
 
     /// Replaces the whole document.
     pub fn set_document(&mut self, document: Config) -> Result<Policy, String> {
-        self.change(|s| {
+        self.change_files(Files::Reread, |s| {
             s.document = document;
             Ok(())
         })
@@ -383,6 +398,21 @@ mod tests {
         let p = reload(&mut s).unwrap();
         assert!(!Arc::ptr_eq(first.deny_base(), p.deny_base()), "the changed file is read again");
         assert_eq!(p.deny_count(), 2, "one file entry and the runtime entry");
+        // The file replaced by a download: while it is missing, runtime changes (bypass, an
+        // entry, an expiry) keep the list read last; a reload reports the file and changes nothing.
+        std::fs::write(dir.join("drop.txt"), "192.0.2.0/24\n").unwrap();
+        std::fs::remove_file(dir.join("drop.txt")).unwrap();
+        let p = s.set_bypass(true).unwrap();
+        assert!(p.bypass && p.denied(dataplane::Addr::v4(0xcb00_7101), 0), "the list read last stays");
+        s.list_add(List::Deny, c("198.18.10.0/24"), Some(5), Some(0)).unwrap();
+        assert!(s.expire(10).expect("one entry expired").is_ok());
+        let generation = s.generation;
+        let e = reload(&mut s).unwrap_err();
+        assert!(e.contains("policy.deny_files[0]") && e.contains("drop.txt: cannot read the list"), "{e}");
+        assert_eq!(s.generation, generation);
+        std::fs::write(dir.join("drop.txt"), "192.0.2.0/24\n").unwrap();
+        let p = reload(&mut s).unwrap();
+        assert!(p.denied(dataplane::Addr::v4(0xc000_0201), 0) && !p.denied(dataplane::Addr::v4(0xcb00_7101), 0));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
