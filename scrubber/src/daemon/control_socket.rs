@@ -2,7 +2,7 @@
 //! response with the request's `id` (`docs/control-protocol.md`). Read-only commands are
 //! answered here; policy commands in `commands`, captures in `capture`.
 //!
-//! Limits: requests up to 1 MiB, a read timeout per connection, a cap on concurrent clients; a
+//! Limits: requests up to 1 MiB, a deadline for each request line, a cap on concurrent clients; a
 //! bad request gets a structured error and never disturbs the workers (they publish counters
 //! with `try_lock` and never wait on this thread). Each client has its own thread, so a slow or
 //! silent client delays nobody else.
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// Protocol version announced in every response.
@@ -29,8 +29,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_REQUEST: usize = 1 << 20;
 /// Most clients served at once.
 pub const MAX_CLIENTS: usize = 64;
-/// A client that sends nothing for this long is disconnected.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has for each complete request line, counted from accept or from the end of the
+/// previous reply; after it the client gets a `timeout` answer and is disconnected.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The running server.
 #[derive(Debug)]
@@ -176,17 +177,46 @@ fn serve(stream: UnixStream, daemon: &Arc<Daemon>) -> io::Result<()> {
         warn!(peer_uid = uid, "refused a control client");
         return Ok(());
     }
+    serve_requests(stream, REQUEST_TIMEOUT, uid, |req| handle(req, daemon, uid))
+}
+
+/// Reads a stream as if it had one timeout for everything until `deadline`, not one per read.
+struct DeadlineReader {
+    stream: UnixStream,
+    deadline: Instant,
+}
+
+impl Read for DeadlineReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        // A fixed timeout per read would let a client that sends a byte now and then keep its
+        // client slot forever.
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
+/// Answers newline-delimited requests on `stream` with `answer` until the client leaves, breaks
+/// a limit, or takes longer than `limit` to send a complete request line.
+fn serve_requests(
+    stream: UnixStream,
+    limit: Duration,
+    uid: Option<u32>,
+    mut answer: impl FnMut(&Value) -> Value,
+) -> io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(READ_TIMEOUT))?;
-    stream.set_write_timeout(Some(READ_TIMEOUT))?;
+    stream.set_write_timeout(Some(limit))?;
     let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
+    let mut reader = BufReader::new(DeadlineReader { stream, deadline: Instant::now() + limit });
     loop {
         let mut line = Vec::new();
         let read = match (&mut reader).take(MAX_REQUEST as u64 + 1).read_until(b'\n', &mut line) {
             Ok(n) => n,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                let msg = format!("no complete request within {} s; closing", READ_TIMEOUT.as_secs());
+                let msg = format!("no complete request within {} s; closing", limit.as_secs_f64());
                 let _ = writeln!(writer, "{}", error(Value::Null, "timeout", &msg));
                 info!(peer_uid = uid, partial_bytes = line.len(), "closed an idle control client");
                 return Ok(());
@@ -201,10 +231,12 @@ fn serve(stream: UnixStream, daemon: &Arc<Daemon>) -> io::Result<()> {
             return Ok(());
         }
         let response = match serde_json::from_slice::<Value>(&line) {
-            Ok(req) => handle(&req, daemon, uid),
+            Ok(req) => answer(&req),
             Err(e) => error(Value::Null, "bad_json", &e.to_string()),
         };
         writeln!(writer, "{response}")?;
+        // The time spent answering is the daemon's, not the client's.
+        reader.get_mut().deadline = Instant::now() + limit;
     }
 }
 
@@ -368,4 +400,78 @@ fn stats(d: &Daemon) -> Value {
         "cpu_ns": cpu_ns,
         "cpu_ns_per_packet": if processed > 0 { cpu_ns as f64 / processed as f64 } else { 0.0 },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Serves one end of a socket pair with a short deadline, answering every request with its id.
+    fn serve_pair(limit: Duration) -> (UnixStream, mpsc::Receiver<(io::Result<()>, Instant)>) {
+        let (server, client) = UnixStream::pair().unwrap();
+        let (done_tx, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let r = serve_requests(server, limit, None, |req| json!({"id": req["id"], "ok": true}));
+            let _ = done_tx.send((r, Instant::now()));
+        });
+        client.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+        (client, done)
+    }
+
+    #[test]
+    fn trickling_client_is_closed_at_the_deadline() {
+        let limit = Duration::from_millis(1000);
+        let start = Instant::now();
+        let (client, done) = serve_pair(limit);
+        let mut writer = client.try_clone().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        // Each byte comes well within a per-read timeout of `limit`; only the whole-request
+        // deadline can end this client.
+        let trickle = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(3) {
+                if writer.write_all(b" ").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        let mut reader = BufReader::new(client);
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("a timeout answer before the client's own read timeout");
+        let reply: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(reply["error"]["code"], "timeout", "{reply}");
+        line.clear();
+        assert_eq!(reader.read_line(&mut line).unwrap(), 0, "the connection is closed after the answer");
+        let (result, closed_at) = done.recv_timeout(Duration::from_secs(1)).unwrap();
+        result.unwrap();
+        let took = closed_at - start;
+        // Without the deadline the trickle would hold the slot for 3 s and more.
+        assert!(took >= limit && took < limit + Duration::from_millis(1200), "closed after {took:?}");
+        stop.store(true, Ordering::Relaxed);
+        trickle.join().unwrap();
+    }
+
+    #[test]
+    fn prompt_client_is_answered_and_each_request_gets_a_fresh_deadline() {
+        let limit = Duration::from_millis(1200);
+        let (client, done) = serve_pair(limit);
+        let mut writer = client.try_clone().unwrap();
+        let mut reader = BufReader::new(client);
+        let mut line = String::new();
+        // The pause between requests adds up to more than one deadline, but none is late.
+        for id in 1..=3 {
+            writer.write_all(format!("{{\"id\":{id},\"cmd\":\"health\"}}\n").as_bytes()).unwrap();
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let reply: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(reply, json!({"id": id, "ok": true}));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        drop(writer);
+        drop(reader);
+        let (result, _) = done.recv_timeout(Duration::from_secs(1)).unwrap();
+        result.unwrap();
+    }
 }
