@@ -42,6 +42,10 @@ pub struct SystemFacts {
     pub syn_previous: Option<dataplane::syn::Global>,
     /// Wall-clock seconds at compilation (the time of a key rotation).
     pub wall_secs: u64,
+    /// The amplification vectors of the snapshot running now, in catalogue order (None at
+    /// start). Their counters are kept by catalogue position, so a running daemon takes a
+    /// catalogue that keeps these in place and only appends.
+    pub amp_previous: Option<Vec<String>>,
 }
 
 /// Inputs of one compilation.
@@ -167,6 +171,22 @@ pub fn compile_with(input: &CompileInput<'_>, cache: Option<&ListCache>, files: 
     };
     let syn_global = crate::syn::compile_global(file, &cfg.syn, &syn_inputs)?;
     let amp_global = crate::amp::compile_global(file, &cfg.amp)?;
+    if let Some(previous) = &input.facts.amp_previous {
+        let now: Vec<&str> = amp_global.catalogue.vectors().iter().map(|v| v.name.as_str()).collect();
+        if let Some(i) =
+            previous.iter().zip(&now).position(|(a, b)| a != b).or((now.len() < previous.len()).then_some(now.len()))
+        {
+            return Err(err(
+                "amp.catalogue",
+                format!(
+                    "vector {i} was `{}` and would be `{}`: a running daemon counts by catalogue position, so a new \
+                     catalogue may only append vectors (restart to remove or reorder them)",
+                    previous[i],
+                    now.get(i).copied().unwrap_or("(none)")
+                ),
+            ));
+        }
+    }
     let quic_global = crate::quic::compile_global(file, "quic", &cfg.quic)?;
 
     let mut b = PolicyBuilder::new();
@@ -442,7 +462,7 @@ fn list_entries(
     for (i, path) in files.iter().enumerate() {
         let full = if path.is_absolute() { path.clone() } else { base.join(path) };
         let list = load_prefix_list(&full).map_err(|e| {
-            let at = if e.key.is_empty() { String::new() } else { format!(" {}", e.key) };
+            let at = if e.key.is_empty() { String::new() } else { format!(": {}", e.key) };
             ConfigError::new(file, &format!("{files_key}[{i}]"), format!("{}{at}: {}", full.display(), e.message))
         })?;
         out.extend(list.into_iter().map(|c| (c, NEVER)));
@@ -724,6 +744,31 @@ mod tests {
     }
 
     #[test]
+    fn a_running_catalogue_may_only_grow_at_its_end() {
+        let file = Path::new("test.toml");
+        let config = Config::from_toml("", file).unwrap();
+        let names: Vec<String> =
+            dataplane::amp::Catalogue::standard().vectors().iter().map(|v| v.name.clone()).collect();
+        assert!(names.len() > 3);
+        let with = |previous: Vec<String>| {
+            let facts = SystemFacts { amp_previous: Some(previous), ..SystemFacts::default() };
+            compile(&CompileInput { config: &config, file, generation: 2, facts: &facts, overlay: None }).map(|_| ())
+        };
+        with(names.clone()).unwrap();
+        // The running catalogue had fewer vectors: the new ones are appended.
+        with(names[..names.len() - 2].to_vec()).unwrap();
+        // It had one more, or two of them the other way round: refused, naming the position.
+        let mut longer = names.clone();
+        longer.push("gone".to_string());
+        let e = with(longer).unwrap_err().to_string();
+        assert!(e.contains("amp.catalogue") && e.contains(&format!("vector {} was `gone`", names.len())), "{e}");
+        let mut swapped = names.clone();
+        swapped.swap(1, 2);
+        let e = with(swapped).unwrap_err().to_string();
+        assert!(e.contains("vector 1 was") && e.contains("may only append"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_key_and_the_problem() {
         assert_eq!(
             err("[[prefixes]]\ncidr = \"10.0.0.1/8\"\n"),
@@ -780,7 +825,7 @@ mod tests {
         assert_eq!(policy.deny_count(), 2);
         std::fs::write(&cfg, "[policy]\ndeny_files = [\"bad.txt\"]\n").unwrap();
         let e = crate::check_file(&cfg).unwrap_err().to_string();
-        assert!(e.contains("policy.deny_files[0]: line 1:"), "{e}");
+        assert!(e.contains(&format!("policy.deny_files[0]: {}: line 1:", dir.join("bad.txt").display())), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

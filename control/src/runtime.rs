@@ -120,6 +120,7 @@ impl PolicyState {
         let policy = next.compile_files(generation, files).map_err(|e| e.to_string())?;
         next.generation = generation;
         next.facts.syn_previous = Some(policy.syn.clone());
+        next.facts.amp_previous = Some(vector_names(&policy));
         *self = next;
         Ok(policy)
     }
@@ -280,6 +281,11 @@ impl PolicyState {
             Ok(())
         })
     }
+}
+
+/// The amplification vectors of `policy`, in catalogue order (`SystemFacts::amp_previous`).
+pub fn vector_names(policy: &Policy) -> Vec<String> {
+    policy.amp.catalogue.vectors().iter().map(|v| v.name.clone()).collect()
 }
 
 #[cfg(test)]

@@ -288,12 +288,14 @@ fn start(
         syn_random,
         syn_previous: None,
         wall_secs: now().wall_secs,
+        amp_previous: None,
     };
     let mut state = PolicyState::new(path, config.clone(), facts, 1);
     // Through the state, so that its list cache holds the list files from now on.
     let policy = state.compile(1).map_err(|e| StartError(e.to_string()))?;
     // A key changed by the first reload keeps this one valid for a period.
     state.facts.syn_previous = Some(policy.syn.clone());
+    state.facts.amp_previous = Some(control::runtime::vector_names(&policy));
     let classes = xdp_classes(&policy, &own);
     let xdp_synced = Mutex::new(Some(classes.clone()));
     let macs = (policy.forward.next_hop_mac, policy.forward.src_mac);
