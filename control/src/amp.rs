@@ -322,13 +322,29 @@ pub fn parse_catalogue(text: &str, file: &Path) -> Result<Catalogue, ConfigError
 
 /// Reads and compiles a catalogue file.
 pub fn load_catalogue(path: &Path) -> Result<Catalogue, ConfigError> {
-    let text = std::fs::read_to_string(path)
+    load_catalogue_with(path, None)
+}
+
+fn load_catalogue_with(path: &Path, read: Option<crate::compile::ReadFile<'_>>) -> Result<Catalogue, ConfigError> {
+    let bytes = read.map_or_else(|| std::fs::read(path), |read| read(path));
+    let text = bytes
+        .and_then(|b| String::from_utf8(b).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
         .map_err(|e| ConfigError::new(path, "", format!("cannot read the reflection catalogue: {e}")))?;
     parse_catalogue(&text, path)
 }
 
 /// Compiles the global `[amp]` section of `file` (reading the catalogue it names).
 pub fn compile_global(file: &Path, cfg: &AmpConfig) -> Result<Global, ConfigError> {
+    compile_global_with(file, cfg, None)
+}
+
+/// `compile_global`, reading the catalogue with `read` (the compiler's, which may keep what it
+/// read last).
+pub fn compile_global_with(
+    file: &Path,
+    cfg: &AmpConfig,
+    read: Option<crate::compile::ReadFile<'_>>,
+) -> Result<Global, ConfigError> {
     let ms = |key: &str, v: u64, max: u64| {
         if v == 0 || v > max {
             Err(ConfigError::new(file, key, format!("{v} must be 1..={max}")))
@@ -346,7 +362,7 @@ pub fn compile_global(file: &Path, cfg: &AmpConfig) -> Result<Global, ConfigErro
             if !full.exists() {
                 return Err(ConfigError::new(file, "amp.catalogue", format!("{} does not exist", full.display())));
             }
-            load_catalogue(&full)?
+            load_catalogue_with(&full, read)?
         }
     };
     Ok(Global { catalogue, fragment_ttl_ns, request_ttl_ns })

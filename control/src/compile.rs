@@ -16,7 +16,7 @@ use dataplane::policy::{
     Profile, ProtectedPrefix, UnprotectedAction, VlanAction,
 };
 use dataplane::ratelimit::Rate;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -77,7 +77,15 @@ pub const DEFAULT_PROFILE: &str = "default";
 #[derive(Debug, Default)]
 pub struct ListCache {
     slots: Mutex<[Option<CachedList>; 2]>,
+    /// The SYN secret file and the catalogue as read last, by path, for `Files::Reuse`.
+    texts: Mutex<HashMap<PathBuf, Vec<u8>>>,
 }
+
+/// Reads a file the config names (the SYN secret, the catalogue).
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<Vec<u8>>;
+
+/// Files named by the config kept by path: the secret and the catalogue of a few documents.
+const MAX_TEXTS: usize = 16;
 
 /// A base list and what it was built from.
 type CachedList = (ListKey, Arc<PrefixList>);
@@ -99,6 +107,24 @@ pub enum Files {
 }
 
 impl ListCache {
+    /// `path`'s bytes: as read last with `Files::Reuse` when it was read before, else read now
+    /// and kept.
+    fn read(&self, mode: Files, path: &Path) -> std::io::Result<Vec<u8>> {
+        if mode == Files::Reuse
+            && let Some(text) = self.texts.lock().ok().and_then(|t| t.get(path).cloned())
+        {
+            return Ok(text);
+        }
+        let text = std::fs::read(path)?;
+        if let Ok(mut texts) = self.texts.lock() {
+            if texts.len() >= MAX_TEXTS && !texts.contains_key(path) {
+                texts.clear();
+            }
+            texts.insert(path.to_path_buf(), text.clone());
+        }
+        Ok(text)
+    }
+
     /// Builds (or reuses) the base list `slot` (0 allow, 1 deny).
     #[allow(clippy::too_many_arguments)]
     fn base(
@@ -164,13 +190,16 @@ pub fn compile_with(input: &CompileInput<'_>, cache: Option<&ListCache>, files: 
     validate_dataplane(cfg, file)?;
     crate::amp::shared_config(file, &cfg.amp)?;
     crate::syn::shared_config(file, &cfg.syn)?;
+    let read_cached = |path: &Path| cache.map_or_else(|| std::fs::read(path), |c| c.read(files, path));
+    let read: ReadFile<'_> = &read_cached;
     let syn_inputs = crate::syn::SecretInputs {
         random: input.facts.syn_random,
         previous: input.facts.syn_previous.as_ref(),
         wall_secs: input.facts.wall_secs,
+        read: Some(read),
     };
     let syn_global = crate::syn::compile_global(file, &cfg.syn, &syn_inputs)?;
-    let amp_global = crate::amp::compile_global(file, &cfg.amp)?;
+    let amp_global = crate::amp::compile_global_with(file, &cfg.amp, Some(read))?;
     if let Some(previous) = &input.facts.amp_previous {
         let now: Vec<&str> = amp_global.catalogue.vectors().iter().map(|v| v.name.as_str()).collect();
         if let Some(i) =

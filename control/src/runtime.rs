@@ -423,6 +423,29 @@ mod tests {
     }
 
     #[test]
+    fn the_secret_file_and_catalogue_are_read_again_by_reload_only() {
+        let dir = std::env::temp_dir().join(format!("scrubber-rt-texts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(dir.join("key"), "00112233445566778899aabbccddeeff\n").unwrap();
+        std::fs::write(&file, "[[prefixes]]\ncidr = \"198.18.100.0/24\"\n[syn]\nsecret_file = \"key\"\n").unwrap();
+        let mut s = PolicyState::new(&file, Config::load(&file).unwrap(), SystemFacts::default(), 1);
+        let first = s.compile(1).unwrap();
+        // A new key written for the next reload does not take effect with an unrelated change,
+        // and a missing key file does not block one.
+        std::fs::write(dir.join("key"), "ffeeddccbbaa99887766554433221100\n").unwrap();
+        let p = s.list_add(List::Deny, c("198.18.9.0/24"), None, Some(0)).unwrap();
+        assert_eq!(p.syn.secrets, first.syn.secrets);
+        std::fs::remove_file(dir.join("key")).unwrap();
+        assert_eq!(s.set_bypass(true).unwrap().syn.secrets, first.syn.secrets);
+        let e = reload(&mut s).unwrap_err();
+        assert!(e.contains("syn.secret_file") && e.contains("key"), "{e}");
+        std::fs::write(dir.join("key"), "ffeeddccbbaa99887766554433221100\n").unwrap();
+        assert_ne!(reload(&mut s).unwrap().syn.secrets, first.syn.secrets, "reload reads the new key");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn bypass_and_reload_keep_the_overlay() {
         let dir = std::env::temp_dir().join(format!("scrubber-rt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -161,7 +161,7 @@ impl Default for SynProfileConfig {
 }
 
 /// What the daemon supplies to compile the secrets.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct SecretInputs<'a> {
     /// 16 random bytes from the OS, used when the config has no secret.
     pub random: [u8; 16],
@@ -170,6 +170,18 @@ pub struct SecretInputs<'a> {
     pub previous: Option<&'a Global>,
     /// Wall-clock seconds now (the rotation time).
     pub wall_secs: u64,
+    /// Reads `secret_file` (the compiler's, which may keep what it read last; None: the file
+    /// system).
+    pub read: Option<crate::compile::ReadFile<'a>>,
+}
+
+impl core::fmt::Debug for SecretInputs<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SecretInputs")
+            .field("previous", &self.previous.is_some())
+            .field("wall_secs", &self.wall_secs)
+            .finish_non_exhaustive()
+    }
 }
 
 fn in_range(file: &Path, key: &str, v: u64, lo: u64, hi: u64) -> Result<(), ConfigError> {
@@ -262,7 +274,11 @@ pub fn parse_secret_hex(text: &str) -> Option<[u8; 16]> {
 }
 
 /// The key the config names, if any. `file` is the config file (relative paths start beside it).
-fn configured_key(file: &Path, cfg: &SynConfig) -> Result<Option<[u8; 16]>, ConfigError> {
+fn configured_key(
+    file: &Path,
+    cfg: &SynConfig,
+    read: Option<crate::compile::ReadFile<'_>>,
+) -> Result<Option<[u8; 16]>, ConfigError> {
     let key = match (&cfg.secret, &cfg.secret_file) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::new(file, "syn.secret_file", "set `secret` or `secret_file`, not both"));
@@ -273,7 +289,7 @@ fn configured_key(file: &Path, cfg: &SynConfig) -> Result<Option<[u8; 16]>, Conf
         (None, Some(path)) => {
             let base = file.parent().unwrap_or(Path::new("."));
             let full = if path.is_absolute() { path.clone() } else { base.join(path) };
-            let bytes = std::fs::read(&full).map_err(|e| {
+            let bytes = read.map_or_else(|| std::fs::read(&full), |read| read(&full)).map_err(|e| {
                 ConfigError::new(file, "syn.secret_file", format!("cannot read {}: {e}", full.display()))
             })?;
             let from_text = std::str::from_utf8(&bytes).ok().and_then(parse_secret_hex);
@@ -303,7 +319,7 @@ pub fn compile_global(file: &Path, cfg: &SynConfig, inputs: &SecretInputs<'_>) -
     in_range(file, "syn.verified_ttl_secs", cfg.verified_ttl_secs, 1, u64::from(MAX_TTL_SECS))?;
     in_range(file, "syn.check_failures_pps", cfg.check_failures_pps, 1, 1_000_000)?;
     let previous = inputs.previous.map(|g| &g.secrets);
-    let (key, random) = match configured_key(file, cfg)? {
+    let (key, random) = match configured_key(file, cfg, inputs.read)? {
         Some(key) => (key, false),
         // No secret configured: keep the random key already in use, or draw one.
         None => match previous.filter(|s| s.is_random()) {
@@ -378,7 +394,7 @@ mod tests {
     }
 
     fn inputs() -> SecretInputs<'static> {
-        SecretInputs { random: [0x5a; 16], previous: None, wall_secs: 1_700_000_000 }
+        SecretInputs { random: [0x5a; 16], previous: None, wall_secs: 1_700_000_000, read: None }
     }
 
     fn profile_err(text: &str) -> ConfigError {
@@ -532,7 +548,7 @@ mod tests {
         let none = SynConfig::default();
         let first = compile_global(Path::new(FILE), &none, &inputs()).unwrap();
         // A reload draws new randomness, but the running random key is kept.
-        let again = SecretInputs { random: [0x11; 16], previous: Some(&first), wall_secs: 1_700_000_100 };
+        let again = SecretInputs { random: [0x11; 16], previous: Some(&first), wall_secs: 1_700_000_100, read: None };
         let second = compile_global(Path::new(FILE), &none, &again).unwrap();
         assert_eq!(second.secrets, first.secrets);
 
@@ -545,7 +561,7 @@ mod tests {
         assert!(!third.secrets.is_random());
 
         // The same key again: no rotation, the grace period is not restarted.
-        let later = SecretInputs { random: [0x22; 16], previous: Some(&third), wall_secs: 1_700_000_130 };
+        let later = SecretInputs { random: [0x22; 16], previous: Some(&third), wall_secs: 1_700_000_130, read: None };
         let fourth = compile_global(Path::new(FILE), &set, &later).unwrap();
         assert_eq!(fourth.secrets, third.secrets);
 
