@@ -102,6 +102,11 @@ fn policy(k: &Knobs) -> policy::Policy {
 }
 
 fn pipeline(k: &Knobs) -> Pipeline {
+    Pipeline::with_shared(policy::cell(policy(k)), small_config(), small_shared())
+}
+
+/// Per-worker tables small enough that building thousands of pipelines stays quick.
+fn small_config() -> PipelineConfig {
     let small = crate::syn::StateConfig {
         workers: 1,
         retransmit: 64,
@@ -109,15 +114,14 @@ fn pipeline(k: &Knobs) -> Pipeline {
         unverified_buckets: 64,
         verified_syn_buckets: 64,
     };
-    let config = PipelineConfig {
+    PipelineConfig {
         src_buckets: 64,
         dst_buckets: 64,
         frag_buckets: 64,
         reply_buckets: 64,
         syn: small,
         ..PipelineConfig::default()
-    };
-    Pipeline::with_shared(policy::cell(policy(k)), config, small_shared())
+    }
 }
 
 /// Cross-worker tables small enough that building thousands of pipelines stays quick.
@@ -642,22 +646,7 @@ fn pipeline_with(quic: bool, syn: bool) -> Pipeline {
     b.protect("198.18.100.0/24".parse().unwrap(), lab);
     b.bogon_exempt = vec!["198.18.0.0/15".parse().unwrap()];
     b.forward = ForwardSettings { mode: ForwardMode::L2, egress_mtu: 1500, ..ForwardSettings::default() };
-    let small = crate::syn::StateConfig {
-        workers: 1,
-        retransmit: 64,
-        check_failures: 64,
-        unverified_buckets: 64,
-        verified_syn_buckets: 64,
-    };
-    let config = PipelineConfig {
-        src_buckets: 64,
-        dst_buckets: 64,
-        frag_buckets: 64,
-        reply_buckets: 64,
-        syn: small,
-        ..PipelineConfig::default()
-    };
-    Pipeline::with_shared(policy::cell(b.build()), config, small_shared())
+    Pipeline::with_shared(policy::cell(b.build()), small_config(), small_shared())
 }
 
 #[test]
