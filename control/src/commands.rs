@@ -100,7 +100,7 @@ pub fn apply(s: &mut PolicyState, cmd: &str, args: &Value, ctx: &mut Context<'_>
                         "allow": entries_json(&s.overlay.allow, ctx.mono_ns), "bypass": s.overlay.bypass},
         }))),
         "policy_set" => policy_set(s, args, ctx.dataplane),
-        "policy_save" => policy_save(s, args),
+        "policy_save" => policy_save(s, args, ctx.uid),
         "reload" => reload(s, ctx.dataplane),
         "prefix_add" => (|| {
             let cidr = arg_cidr(args, "cidr")?;
@@ -250,13 +250,33 @@ fn install(
     changed(s.set_document(document), what, detail)
 }
 
-fn policy_save(s: &PolicyState, args: &Value) -> Result<Outcome, CmdError> {
-    let path = args.get("path").and_then(Value::as_str).map(PathBuf::from).unwrap_or_else(|| s.file.clone());
+/// `policy_save`: the running document to the config file, or to `path` (root only: the daemon
+/// writes as root, and a control-group member naming the path could replace any file). It is
+/// written to a new temporary file beside the target, never through an existing file or link,
+/// then renamed over the target.
+fn policy_save(s: &PolicyState, args: &Value, uid: Option<u32>) -> Result<Outcome, CmdError> {
+    let chosen = args.get("path").and_then(Value::as_str).map(PathBuf::from);
+    if chosen.is_some() && uid != Some(0) {
+        return Err((
+            "forbidden",
+            "only root may choose where the policy is saved; leave `path` out for the config file".into(),
+        ));
+    }
+    let path = chosen.unwrap_or_else(|| s.file.clone());
     let text = format!("# written by `policy save` (generation {})\n{}", s.generation, s.document.to_toml());
     let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| ("io", format!("{}: {e}", path.display())))?;
+    let write_new = || -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // A stale one from an interrupted save; if anything is put back in its place meanwhile,
+        // create_new refuses it.
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o640).open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    write_new().map_err(|e| ("io", format!("{}: {e}", path.display())))?;
     Ok(Outcome::Answer(json!({"path": path.display().to_string(), "generation": s.generation})))
 }
 
@@ -369,6 +389,34 @@ mod tests {
         };
         assert_eq!(policy.forward.next_hop_mac, [2, 0, 0, 0, 0, 9]);
         assert_eq!(policy.forward.egress_mtu, 1400);
+    }
+
+    #[test]
+    fn policy_save_writes_no_file_but_its_own() {
+        let dir = std::env::temp_dir().join(format!("scrubber-save-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = state();
+        let target = dir.join("out.toml");
+        let args = json!({"path": target.display().to_string()});
+        let dp = DataplaneConfig::default();
+        let mut key = || Ok([3u8; 16]);
+        let mut as_uid = |s: &mut PolicyState, uid| {
+            let mut ctx = Context { mono_ns: 0, wall_secs: 0, uid, dataplane: &dp, random_key: &mut key };
+            apply(s, "policy_save", &args, &mut ctx).expect("a policy command")
+        };
+        match as_uid(&mut s, Some(1000)) {
+            Err((code, _)) => assert_eq!(code, "forbidden"),
+            other => panic!("a group member chose the path: {other:?}"),
+        }
+        assert!(!target.exists());
+        // A link where the temporary file goes is replaced, not written through.
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("out.toml.tmp")).unwrap();
+        as_uid(&mut s, Some(0)).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(std::fs::read_to_string(&target).unwrap().contains("198.18.100.0/24"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -70,6 +70,20 @@ fn filter(d: &Daemon, args: &Value) -> Result<Filter, (&'static str, String)> {
     Ok(f)
 }
 
+/// Creates `path` for writing, never through an existing file or link: a predictable name in a
+/// shared directory (the default is in /tmp) must not let anyone point the daemon's write at
+/// another file.
+fn create_new(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o640).open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            std::io::Error::new(e.kind(), "exists (a capture never writes over a file or through a link)")
+        } else {
+            e
+        }
+    })
+}
+
 /// `capture_start`.
 pub fn start(d: &Arc<Daemon>, args: &Value, uid: Option<u32>) -> CmdResult {
     let mut slot = d.captures.running.lock().map_err(|_| ("internal", "capture lock poisoned".to_string()))?;
@@ -83,10 +97,17 @@ pub fn start(d: &Arc<Daemon>, args: &Value, uid: Option<u32>) -> CmdResult {
     let duration =
         Duration::from_secs_f64(args.get("duration_s").and_then(Value::as_f64).unwrap_or(60.0).clamp(0.1, 86_400.0));
     let snaplen = args.get("snaplen").and_then(Value::as_u64).unwrap_or(256) as usize;
-    let path = PathBuf::from(args.get("path").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| {
-        format!("/tmp/scrubber-{}.pcapng", SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_secs()))
+    let chosen = args.get("path").and_then(Value::as_str);
+    // The daemon writes as root: a control-group member naming the path could create a file
+    // anywhere, so only root chooses it.
+    if chosen.is_some() && uid != Some(0) {
+        return Err(("forbidden", "only root may choose a capture's path; leave `path` out for the default".into()));
+    }
+    let path = PathBuf::from(chosen.map(str::to_string).unwrap_or_else(|| {
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        format!("/tmp/scrubber-{}-{:09}.pcapng", t.as_secs(), t.subsec_nanos())
     }));
-    let file = std::fs::File::create(&path).map_err(|e| ("io", format!("{}: {e}", path.display())))?;
+    let file = create_new(&path).map_err(|e| ("io", format!("{}: {e}", path.display())))?;
     let session = Arc::new(Session::new(f, snaplen, max_packets, 4096));
     let stop = Arc::new(AtomicBool::new(false));
     // Map the workers' monotonic stamps to wall-clock time.
@@ -192,4 +213,30 @@ pub fn status(d: &Daemon) -> CmdResult {
             "seconds": r.started.elapsed().as_secs_f64(),
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capture_file_is_never_an_existing_file_or_link() {
+        let dir = std::env::temp_dir().join(format!("scrubber-capture-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let link = dir.join("link.pcapng");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let dangling = dir.join("dangling.pcapng");
+        std::os::unix::fs::symlink(dir.join("nowhere"), &dangling).unwrap();
+        for p in [&victim, &link, &dangling] {
+            let e = create_new(p).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{}", p.display());
+            assert!(e.to_string().contains("never writes over"), "{e}");
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(!dir.join("nowhere").exists());
+        create_new(&dir.join("new.pcapng")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
