@@ -207,7 +207,7 @@ fn policy_set(s: &mut PolicyState, args: &Value, running: &DataplaneConfig) -> R
         return Err(bad("give the new policy as `toml` (text) or `document` (object)"));
     };
     let detail = summary(&document);
-    install(s, document, running, "policy set", "the new policy", detail)
+    install(s, document, running, "policy set", "<policy set>", detail)
 }
 
 /// `reload`: the config file again, on the same terms as `policy_set`; on any error the running
@@ -247,7 +247,14 @@ fn install(
             ),
         ));
     }
-    changed(s.set_document(document), what, detail)
+    // The compiler names the config file (relative list paths start beside it); a document
+    // sent with `policy set` is not that file.
+    let file = format!("{}: ", s.file.display());
+    let result = s.set_document(document).map_err(|e| match e.strip_prefix(&file) {
+        Some(rest) if source != s.file.display().to_string() => format!("{source}: {rest}"),
+        _ => e,
+    });
+    changed(result, what, detail)
 }
 
 /// `policy_save`: the running document to the config file, or to `path` (root only: the daemon
@@ -380,6 +387,11 @@ mod tests {
             }
         }
         assert_eq!(s.generation, 1);
+        // A document's own errors name it, not the config file on disk.
+        match run(&mut s, "policy_set", json!({"toml": "[[prefixes]]\ncidr = \"1.2.3.4/8\"\n"})) {
+            Err((_, msg)) => assert!(msg.starts_with("<policy set>: prefixes[0].cidr: "), "{msg}"),
+            Ok(o) => panic!("accepted: {o:?}"),
+        }
         // What applies at runtime still does: a literal next-hop MAC, the MTU, a QUIC budget.
         let toml = format!(
             "{base}[forward]\nnext_hop_mac = \"02:00:00:00:00:09\"\nmtu = 1400\n[quic]\ndecrypt_budget_pps = 1000\n"
