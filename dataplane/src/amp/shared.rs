@@ -318,6 +318,25 @@ impl WordTable {
         &self.sets[hash.checked_shr(self.shift).unwrap_or(0) as usize]
     }
 
+    /// Frees the expired slots of the sets in `part` of `parts` equal shares. Expiry wraps
+    /// (modulo 2^24 units), so an expired slot nobody overwrites would read as live again half
+    /// a cycle later: sweeping every share within that time keeps expired entries expired.
+    fn sweep(&self, now_ns: u64, part: usize, parts: usize) {
+        let now = self.now_units(now_ns);
+        let n = self.sets.len();
+        let parts = parts.max(1);
+        let (from, to) = (n * (part % parts) / parts, n * (part % parts + 1) / parts);
+        for set in &self.sets[from..to] {
+            for slot in &set.0 {
+                let w = slot.load(Relaxed);
+                if w != 0 && Self::remaining(w, now) == 0 {
+                    // A slot another worker just refilled keeps its new entry.
+                    let _ = slot.compare_exchange(w, 0, Relaxed, Relaxed);
+                }
+            }
+        }
+    }
+
     /// The payload bits (between tag and expiry) of the live entry for `hash`.
     #[inline]
     fn get(&self, hash: u64, now_ns: u64) -> Probe {
@@ -529,6 +548,15 @@ impl Shared {
         self.hasher.hash(&[a, b, c, d, u64::from(k.protocol) << 32 | u64::from(k.id)])
     }
 
+    /// Frees the expired first-fragment verdicts and recorded requests in `part` of `parts`
+    /// shares of their tables. Expiry is kept modulo 2^24 units, so an entry nobody overwrites
+    /// would read as live again half a cycle after it expired (39 hours for fragments, 13 days
+    /// for requests): the daemon sweeps one share a second, the whole tables every `parts` seconds.
+    pub fn sweep(&self, now_ns: u64, part: usize, parts: usize) {
+        self.fragments.sweep(now_ns, part, parts);
+        self.requests.sweep(now_ns, part, parts);
+    }
+
     /// Remembers the verdict of a datagram's first fragment.
     #[inline]
     pub(crate) fn note_first_fragment(
@@ -594,6 +622,39 @@ mod tests {
 
     fn shared() -> Shared {
         Shared::new(SharedConfig { bucket_slots: 64, fragment_slots: 64, request_slots: 64 }, [1, 2, 3, 4])
+    }
+
+    #[test]
+    fn swept_fragment_verdicts_and_requests_stay_expired_past_the_wrap() {
+        let mut ev = [0; 3];
+        let k = FragmentKey { src: Addr::v4(1), dst: Addr::v4(2), protocol: 17, id: 0xbeef };
+        let e = Exchange {
+            kind: RequestKind::Dns,
+            host: Addr::v4(1),
+            host_port: 5353,
+            server: Addr::v4(8),
+            server_port: 53,
+            id: 7,
+        };
+        // Half a cycle of the 24-bit expiry after it expired, an entry reads as live again.
+        let fragment_back = SEC + 5 * SEC + (1u64 << 47) + SEC;
+        let request_back = 11 * SEC + (1u64 << 50) + SEC;
+        let unswept = shared();
+        unswept.note_first_fragment(&k, FirstVerdict::Drop(5), SEC, 5 * SEC, &mut ev);
+        unswept.note_request(&e, SEC, 10 * SEC, &mut ev);
+        assert_eq!(unswept.first_fragment(&k, fragment_back), Some(FirstVerdict::Drop(5)));
+        assert!(unswept.requested(&e, request_back));
+        let s = shared();
+        s.note_first_fragment(&k, FirstVerdict::Drop(5), SEC, 5 * SEC, &mut ev);
+        s.note_request(&e, SEC, 10 * SEC, &mut ev);
+        let live = FragmentKey { id: 0xbef0, ..k };
+        s.note_first_fragment(&live, FirstVerdict::Pass, SEC, 60 * SEC, &mut ev);
+        for part in 0..3 {
+            s.sweep(20 * SEC, part, 3);
+        }
+        assert_eq!(s.first_fragment(&k, fragment_back), None);
+        assert!(!s.requested(&e, request_back));
+        assert_eq!(s.first_fragment(&live, 30 * SEC), Some(FirstVerdict::Pass), "live entries survive");
     }
 
     #[test]

@@ -155,6 +155,25 @@ impl Verified {
         None
     }
 
+    /// Frees the expired ways of the sets in `part` of `parts` equal shares. Expiry is kept
+    /// modulo 2^24 seconds, so an expired entry nobody overwrites would read as verified again
+    /// about 187 days later; the daemon sweeps one share a second, every set within `parts`
+    /// seconds. Filter bits are left to fade as lookups find nothing behind them.
+    pub fn sweep(&self, now_s: u64, part: usize, parts: usize) {
+        let n = self.sets.len();
+        let parts = parts.max(1);
+        let (from, to) = (n * (part % parts) / parts, n * (part % parts + 1) / parts);
+        for set in &self.sets[from..to] {
+            for way in &set.0 {
+                let w = way.load(Relaxed);
+                if w != 0 && remaining(w, now_s) == 0 {
+                    // A way another worker just refilled keeps its new entry.
+                    let _ = way.compare_exchange(w, 0, Relaxed, Relaxed);
+                }
+            }
+        }
+    }
+
     /// Marks `src` verified for `ttl_s` seconds from `now_s`.
     pub fn insert(&self, src: Addr, now_s: u64, ttl_s: u32) -> Inserted {
         let (set, fp) = self.slot(src);
@@ -260,6 +279,24 @@ mod tests {
         assert_eq!(t.lookup(a, 450), Some(50));
         assert!(t.remove(a));
         assert_eq!(t.lookup(a, 200), None);
+    }
+
+    #[test]
+    fn a_swept_entry_stays_expired_past_the_wrap() {
+        let (a, b) = (Addr::v4(0xc612_0102), Addr::v4(0xc612_0103));
+        let wrapped = 400 + (1 << 24) - 1000;
+        // Unswept, the expired entry reads as verified again once the 24-bit clock wraps.
+        let unswept = Verified::new(1024, [1, 2]);
+        unswept.insert(a, 100, 300);
+        assert_eq!(unswept.lookup(a, wrapped), Some(1000));
+        let t = Verified::new(1024, [1, 2]);
+        t.insert(a, 100, 300);
+        t.insert(b, 100, 3000);
+        for part in 0..4 {
+            t.sweep(500, part, 4);
+        }
+        assert_eq!(t.lookup(a, wrapped), None);
+        assert_eq!(t.lookup(b, 500), Some(2600), "a live entry survives the sweep");
     }
 
     #[test]

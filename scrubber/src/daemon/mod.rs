@@ -140,6 +140,9 @@ impl Daemon {
 
 static CLOCK_ORIGIN: OnceLock<Instant> = OnceLock::new();
 
+/// Shares of the shared tables swept for expired entries, one a second.
+const SWEEP_PARTS: usize = 60;
+
 /// The clock workers read once per batch.
 ///
 /// One clock read: wall-clock seconds are the monotonic time plus an offset the daemon re-anchors
@@ -477,12 +480,19 @@ fn start(
     let mut last_tick = Instant::now() - Duration::from_secs(1);
     let mut syn_active: std::collections::HashMap<dataplane::Cidr, bool> = std::collections::HashMap::new();
     let mut watchdog = Watchdog::new(&daemon);
+    let mut ticks = 0usize;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         watchdog.check(&daemon);
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
             anchor_wall_clock();
+            // The shared tables keep expiry modulo 2^24 units: free what expired, a sixtieth of
+            // each table a second, before it could read as live again.
+            let clock = now();
+            daemon.shared.amp.sweep(clock.mono_ns, ticks % SWEEP_PARTS, SWEEP_PARTS);
+            daemon.shared.syn.verified.sweep(clock.mono_ns / 1_000_000_000, ticks % SWEEP_PARTS, SWEEP_PARTS);
+            ticks += 1;
             daemon.rates.sample(&daemon.total_stats());
             watch_syn_auto(&daemon, &mut syn_active);
             // Publish under the policy lock, as commands do, so snapshots go out in order.
