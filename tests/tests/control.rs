@@ -536,6 +536,26 @@ fn a_stale_socket_is_replaced_and_anything_else_at_its_path_refused() {
     assert!(err.contains("exists and is not a socket; refusing to replace it"), "{err}");
     assert_eq!(std::fs::read_to_string(&sock).unwrap(), "not a socket\n", "the file is left alone");
     assert!(!xdp_attached(&t.ns(Role::Scrub), "in0"), "refused before attaching anything");
+
+    // A start that fails after attaching (its metrics address is on no interface) detaches again.
+    std::fs::remove_file(&sock).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let metrics = text.lines().find(|l| l.trim_start().starts_with("metrics =")).expect("a metrics line").to_string();
+    std::fs::write(&config, text.replace(&metrics, "metrics = \"198.18.255.254:9477\"")).unwrap();
+    t.start_daemon(scrubber_bin(), &[]).expect_err("an address to bind on no interface");
+    std::fs::write(&config, &text).unwrap();
+    let log = std::fs::read_to_string(&t.state().daemon.log).unwrap();
+    assert!(log.contains("cannot listen on 198.18.255.254:9477"), "{log}");
+    assert!(log.contains("XDP program detached: the start failed"), "{log}");
+    assert!(!xdp_attached(&t.ns(Role::Scrub), "in0"), "a failed start leaves no program behind");
+    // The same when the sockets cannot be bound (zero-copy on a veth), before any worker runs.
+    let bind = text.lines().find(|l| l.trim_start().starts_with("bind =")).expect("a bind line").to_string();
+    std::fs::write(&config, text.replace(&bind, "bind = \"zero-copy\"")).unwrap();
+    t.start_daemon(scrubber_bin(), &[]).expect_err("zero-copy on a veth");
+    std::fs::write(&config, &text).unwrap();
+    let log = std::fs::read_to_string(&t.state().daemon.log).unwrap();
+    assert!(log.matches("XDP program detached: the start failed").count() >= 2, "{log}");
+    assert!(!xdp_attached(&t.ns(Role::Scrub), "in0"), "a failed start leaves no program behind");
 }
 
 /// Policy swapped 100 times a second for 10 seconds (a deny entry, a rule and a protected prefix,

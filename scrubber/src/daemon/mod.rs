@@ -219,6 +219,12 @@ fn start(
     forwarder_only: bool,
 ) -> Result<(), StartError> {
     system::preflight()?;
+    // Before anything is attached: a stop requested while starting is then a clean shutdown as
+    // soon as the start completes, not a kill that leaves the programs behind.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| StartError(format!("signal handler: {e}")))?;
+    }
     if forwarder_only && config.forward.mode != ForwardModeConfig::L2 {
         return Err(StartError("--forwarder-only rewrites MAC addresses only: it needs forward.mode = \"l2\"".into()));
     }
@@ -310,9 +316,9 @@ fn start(
         CfgAttach::Native => AttachMode::Native,
         CfgAttach::Generic => AttachMode::Generic,
     };
-    let mut programs: Vec<XdpProgram> = Vec::new();
+    let mut programs = StartingPrograms(Vec::new());
     for q in &config.dataplane.queues {
-        if programs.iter().any(|p| p.ifname() == q.interface) {
+        if programs.0.iter().any(|p| p.ifname() == q.interface) {
             continue;
         }
         let prog = XdpProgram::attach(&q.interface, attach).map_err(|e| StartError(e.to_string()))?;
@@ -326,7 +332,7 @@ fn start(
             prefixes = classes.len(),
             "XDP program attached"
         );
-        programs.push(prog);
+        programs.0.push(prog);
     }
     // Symmetric: the egress interface's program steers frames *from* protected prefixes (the
     // origin → client direction) to the workers' egress sockets.
@@ -335,7 +341,7 @@ fn start(
         prog.configure(config.dataplane.fail == FailMode::Open, true).map_err(|err| StartError(err.to_string()))?;
         prog.sync_classes(&classes).map_err(|err| StartError(err.to_string()))?;
         info!(interface = e, mode = %prog.mode(), taken_over = prog.taken_over(), "XDP program attached (return direction)");
-        programs.push(prog);
+        programs.0.push(prog);
     }
 
     // Workers.
@@ -374,11 +380,11 @@ fn start(
             Io::open(&settings, (&q.interface, q.queue), egress_pair.as_ref().map(|(e, n)| (e.as_str(), *n)), symmetric)
         })
         .map_err(|e| StartError(e.to_string()))?;
-        let prog = programs.iter().find(|p| p.ifname() == q.interface).expect("a program per ingress interface");
+        let prog = programs.0.iter().find(|p| p.ifname() == q.interface).expect("a program per ingress interface");
         prog.insert_socket(q.queue, io.ingress_fd()).map_err(|e| StartError(e.to_string()))?;
         if let (Some((e, eq)), Some(fd)) = (&egress_pair, io.egress_fd())
             && symmetric
-            && let Some(ret) = programs.iter().find(|p| p.ifname() == e)
+            && let Some(ret) = programs.0.iter().find(|p| p.ifname() == e)
         {
             ret.insert_socket(*eq, fd).map_err(|err| StartError(err.to_string()))?;
         }
@@ -430,7 +436,7 @@ fn start(
         config_path: path.to_path_buf(),
         config,
         cell,
-        programs,
+        programs: programs.into_inner(),
         workers,
         started: Instant::now(),
         policy: Mutex::new(state),
@@ -445,10 +451,6 @@ fn start(
         warn!("forwarder only: workers rewrite MAC addresses and forward everything, unchecked (a benchmark floor)");
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| StartError(format!("signal handler: {e}")))?;
-    }
     // Serve the socket once every worker runs: a client that can connect sees a scrubbing daemon.
     let deadline = Instant::now() + Duration::from_secs(5);
     while daemon.workers.iter().any(|w| !w.shared.running.load(Ordering::Acquire)) && Instant::now() < deadline {
@@ -465,8 +467,24 @@ fn start(
         // map, so it falls to the fail mode rather than to a socket nobody reads.
         warn!(queues = %late.join(", "), "workers not running 5 s after start; serving without them");
     }
-    let server = control_socket::Server::start(daemon.clone()).map_err(|e| StartError(e.to_string()))?;
-    let metrics = metrics::MetricsServer::start(&daemon).map_err(|e| StartError(e.to_string()))?;
+    let serving =
+        control_socket::Server::start(daemon.clone()).map_err(|e| StartError(e.to_string())).and_then(|server| {
+            match metrics::MetricsServer::start(&daemon) {
+                Ok(m) => Ok((server, m)),
+                Err(e) => {
+                    server.stop();
+                    Err(StartError(e.to_string()))
+                }
+            }
+        });
+    let (server, metrics) = match serving {
+        Ok(s) => s,
+        Err(e) => {
+            stop_workers(&daemon, handles);
+            detach_programs(&daemon, false);
+            return Err(e);
+        }
+    };
     info!(
         socket = %daemon.config.daemon.control_socket.display(),
         workers = daemon.workers.len(),
@@ -513,13 +531,49 @@ fn start(
     if let Some(m) = metrics {
         m.stop();
     }
+    stop_workers(&daemon, handles);
+    let _ = capture::stop(&daemon, None);
+    detach_programs(&daemon, true);
+    Ok(())
+}
+
+/// The XDP programs of a start in progress. Dropped before the daemon owns them (the start
+/// failed), it detaches those this start attached: left behind, a program would steer frames to
+/// sockets that no longer exist, and with `fail = "closed"` drop every protected packet. One
+/// taken over from an earlier run stays as it was found.
+struct StartingPrograms(Vec<XdpProgram>);
+
+impl StartingPrograms {
+    fn into_inner(mut self) -> Vec<XdpProgram> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for StartingPrograms {
+    fn drop(&mut self) {
+        for prog in self.0.iter().filter(|p| !p.taken_over()) {
+            match prog.detach() {
+                Ok(()) => info!(interface = prog.ifname(), "XDP program detached: the start failed"),
+                Err(e) => warn!(interface = prog.ifname(), "{e}"),
+            }
+        }
+    }
+}
+
+/// Stops the workers and waits for them.
+fn stop_workers(daemon: &Daemon, handles: Vec<std::thread::JoinHandle<()>>) {
     for w in &daemon.workers {
         w.shared.stop.store(true, Ordering::Relaxed);
     }
     for h in handles {
         let _ = h.join();
     }
-    let _ = capture::stop(&daemon, None);
+}
+
+/// Takes the workers' sockets out of the programs and detaches them (`all`: also those taken
+/// over at start, as a clean shutdown does; otherwise, for a start that failed, only those this
+/// run attached).
+fn detach_programs(daemon: &Daemon, all: bool) {
     for (w, prog) in daemon
         .workers
         .iter()
@@ -527,14 +581,14 @@ fn start(
     {
         let _ = prog.remove_socket(w.queue);
     }
-    for prog in &daemon.programs {
+    for prog in daemon.programs.iter().filter(|p| all || !p.taken_over()) {
         let name = prog.ifname().to_string();
         match prog.detach() {
-            Ok(()) => info!(interface = name, "XDP program detached"),
+            Ok(()) if all => info!(interface = name, "XDP program detached"),
+            Ok(()) => info!(interface = name, "XDP program detached: the start failed"),
             Err(e) => warn!(interface = name, "{e}"),
         }
     }
-    Ok(())
 }
 
 /// Per-queue watchdog: a worker whose loop makes no progress for `dataplane.watchdog_ms` has its
