@@ -2,7 +2,8 @@
 //! making progress (made to stall by the fault-injection command) has its socket taken out of the
 //! XDP program's socket map within the watchdog period, so its queue falls to the fail mode —
 //! open: the kernel forwards, traffic keeps reaching origin; closed: none does — and `health`
-//! reports it. When the worker moves again its socket goes back in and it scrubs again.
+//! reports it. When the worker moves again its socket goes back in and it scrubs again. In a
+//! symmetric lab the worker's return-direction socket falls to the fail mode with it.
 
 use serde_json::json;
 use std::net::IpAddr;
@@ -74,6 +75,25 @@ fn a_stalled_worker_fails_open_and_recovers() {
 fn a_stalled_worker_fails_closed_and_recovers() {
     require_root!();
     stall_and_recover(false);
+}
+
+/// Symmetric mode: the origin's answers reach a worker through the egress interface's program.
+/// While the worker is stalled they must fall to the fail mode too (open: the kernel routes them),
+/// not go on to a socket nobody reads.
+#[test]
+fn a_stalled_worker_in_a_symmetric_lab_fails_open_both_ways() {
+    require_root!();
+    let config = TempConfig::lab_with(CONFIG);
+    let t = TestLab::with_daemon(|o| LabOptions { config: Some(config.0.clone()), symmetric: true, ..o });
+    let answered = |t: &TestLab| t.udp_probe(IpAddr::V4(ORIGIN_V4), "198.18.1.10", 200, 500).answered;
+    assert!(answered(&t) > 0, "answers come back through the worker");
+    t.control("fault_stall", json!({"queue": 0, "ms": 4000}));
+    wait_until("the watchdog notices", Duration::from_secs(2), || stalled(&t));
+    let relayed_before = t.stats().event("return_relayed");
+    assert!(answered(&t) > 0, "fail open: requests and answers pass through the kernel while the worker is stalled");
+    wait_until("the worker recovers", Duration::from_secs(8), || !stalled(&t));
+    assert!(t.stats().event("return_relayed") >= relayed_before);
+    assert!(answered(&t) > 0, "answers come back through the worker again");
 }
 
 #[test]

@@ -53,6 +53,9 @@ pub struct WorkerInfo {
     pub shared: Arc<WorkerShared>,
     /// The ingress socket, to take out of the XSKMAP when the worker stalls and put back.
     pub ingress_fd: std::os::fd::RawFd,
+    /// Symmetric mode: the egress queue and socket the return-direction program steers the
+    /// origin's answers to, taken out and put back with the ingress one.
+    pub return_socket: Option<(u32, std::os::fd::RawFd)>,
     /// Set by the watchdog while the worker makes no progress (its queue is in fail mode).
     pub stalled: AtomicBool,
 }
@@ -382,11 +385,13 @@ fn start(
         .map_err(|e| StartError(e.to_string()))?;
         let prog = programs.0.iter().find(|p| p.ifname() == q.interface).expect("a program per ingress interface");
         prog.insert_socket(q.queue, io.ingress_fd()).map_err(|e| StartError(e.to_string()))?;
+        let mut return_socket = None;
         if let (Some((e, eq)), Some(fd)) = (&egress_pair, io.egress_fd())
             && symmetric
             && let Some(ret) = programs.0.iter().find(|p| p.ifname() == e)
         {
             ret.insert_socket(*eq, fd).map_err(|err| StartError(err.to_string()))?;
+            return_socket = Some((*eq, fd));
         }
         let shared_worker = Arc::new(WorkerShared::default());
         let mut pipeline_cfg = pipeline_config(&config, n_workers);
@@ -410,6 +415,7 @@ fn start(
             umem_huge_pages: io.huge_pages(),
             shared: shared_worker.clone(),
             ingress_fd: io.ingress_fd(),
+            return_socket,
             stalled: AtomicBool::new(false),
         });
         let core = q.core;
@@ -614,11 +620,21 @@ impl Watchdog {
         for (w, (beat, seen)) in d.workers.iter().zip(self.last.iter_mut()) {
             let current = w.shared.heartbeat.load(Ordering::Relaxed);
             let Some(prog) = d.programs.iter().find(|p| p.ifname() == w.interface) else { continue };
+            // Symmetric mode: the origin's answers reach the worker through the egress
+            // interface's program, and must fall to the fail mode with the rest of its queue.
+            let ret = w.return_socket.and_then(|(queue, fd)| {
+                let e = w.egress.as_ref().map(|(e, _)| e.as_str())?;
+                d.programs.iter().find(|p| p.ifname() == e).map(|p| (p, queue, fd))
+            });
             if current != *beat {
                 *beat = current;
                 *seen = now;
                 if w.stalled.swap(false, Ordering::AcqRel) {
-                    match prog.insert_socket(w.queue, w.ingress_fd) {
+                    let back = prog.insert_socket(w.queue, w.ingress_fd).and_then(|()| match ret {
+                        Some((p, queue, fd)) => p.insert_socket(queue, fd),
+                        None => Ok(()),
+                    });
+                    match back {
                         Ok(()) => info!(
                             interface = w.interface,
                             queue = w.queue,
@@ -629,6 +645,9 @@ impl Watchdog {
                 }
             } else if now.duration_since(*seen) >= self.limit && !w.stalled.swap(true, Ordering::AcqRel) {
                 let _ = prog.remove_socket(w.queue);
+                if let Some((p, queue, _)) = ret {
+                    let _ = p.remove_socket(queue);
+                }
                 error!(
                     interface = w.interface,
                     queue = w.queue,
