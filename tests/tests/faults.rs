@@ -9,7 +9,7 @@ use serde_json::json;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tests::topo::ORIGIN_V4;
-use tests::{LabOptions, TempConfig, TestLab, require_root};
+use tests::{LabOptions, Role, TempConfig, TestLab, require_root, xdp_attached};
 
 const CONFIG: &[(&str, &str)] = &[("[daemon]\n", "[daemon]\nfault_injection = true\n")];
 
@@ -94,6 +94,41 @@ fn a_stalled_worker_in_a_symmetric_lab_fails_open_both_ways() {
     wait_until("the worker recovers", Duration::from_secs(8), || !stalled(&t));
     assert!(t.stats().event("return_relayed") >= relayed_before);
     assert!(answered(&t) > 0, "answers come back through the worker again");
+}
+
+/// An interface with more RX queues than workers: what RSS puts on the others falls to the fail
+/// mode, so the daemon says so at start.
+#[test]
+fn rx_queues_without_a_worker_are_reported_at_start() {
+    require_root!();
+    let mut t = TestLab::with_services(|o| LabOptions { queues: 2, ..o });
+    let path = t.state().daemon.config.clone();
+    let mut config = control::Config::load(&path).unwrap();
+    assert_eq!(config.dataplane.queues.len(), 2);
+    config.dataplane.queues.truncate(1);
+    std::fs::write(&path, config.to_toml()).unwrap();
+    t.start_scrubber();
+    let log = std::fs::read_to_string(&t.state().daemon.log).unwrap();
+    assert!(log.contains("RX queues without a worker"), "{log}");
+    assert_eq!(t.control("health", json!({}))["workers"], 1, "the start goes on with the worker it has");
+}
+
+/// A worker stuck at shutdown (stalled for 30 s) does not keep the daemon from detaching its
+/// program and exiting.
+#[test]
+fn a_stuck_worker_does_not_hold_up_the_shutdown() {
+    require_root!();
+    let config = TempConfig::lab_with(CONFIG);
+    let mut t = TestLab::with_daemon(|o| LabOptions { config: Some(config.0.clone()), ..o });
+    t.control("fault_stall", json!({"queue": 0, "ms": 30_000}));
+    wait_until("the watchdog notices", Duration::from_secs(2), || stalled(&t));
+    let started = Instant::now();
+    t.stop_daemon(Duration::from_secs(15)).unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "the daemon took {took:?} to stop");
+    assert!(!xdp_attached(&t.ns(Role::Scrub), "in0"), "the program is detached");
+    let log = std::fs::read_to_string(&t.state().daemon.log).unwrap();
+    assert!(log.contains("worker did not stop; shutting down without it"), "{log}");
 }
 
 #[test]

@@ -273,6 +273,9 @@ impl MetricsServer {
                     Ok((mut stream, _)) => {
                         let _ = stream.set_nonblocking(false);
                         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                        // A scraper that stops reading must not hold this thread, or a shutdown
+                        // that waits for it.
+                        let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
                         let mut request = String::new();
                         let _ = BufReader::new(&stream).read_line(&mut request);
                         let (status, body) = if request.starts_with("GET /metrics") {

@@ -243,6 +243,24 @@ fn start(
     for q in &config.dataplane.queues {
         system::check_queue(&q.interface, q.queue)?;
     }
+    // The program steers by RX queue: what RSS hashes to a queue without a worker gets the fail
+    // mode, silently but for the `no_socket` counter.
+    let mut interfaces: Vec<&str> = config.dataplane.queues.iter().map(|q| q.interface.as_str()).collect();
+    interfaces.sort_unstable();
+    interfaces.dedup();
+    for i in interfaces {
+        let listed = config.dataplane.queues.iter().filter(|q| q.interface == i).count();
+        let rx = system::rx_queues(i);
+        if rx > listed {
+            warn!(
+                interface = i,
+                rx_queues = rx,
+                workers = listed,
+                fail = ?config.dataplane.fail,
+                "RX queues without a worker: traffic RSS puts there falls to the fail mode (list every queue, or reduce the channels with ethtool -L)"
+            );
+        }
+    }
     let hairpin = config.forward.mode == ForwardModeConfig::Hairpin;
     let egress = if hairpin { None } else { config.forward.egress.clone() };
     if let Some(e) = &egress {
@@ -566,15 +584,28 @@ impl Drop for StartingPrograms {
     }
 }
 
-/// Stops the workers and waits for them.
+/// Stops the workers and waits for them, up to `WORKER_STOP_WAIT`: a worker stuck in its loop
+/// (what the watchdog is for) must not keep the shutdown from detaching the programs; it ends
+/// with the process.
 fn stop_workers(daemon: &Daemon, handles: Vec<std::thread::JoinHandle<()>>) {
     for w in &daemon.workers {
         w.shared.stop.store(true, Ordering::Relaxed);
     }
-    for h in handles {
-        let _ = h.join();
+    let deadline = Instant::now() + WORKER_STOP_WAIT;
+    while handles.iter().any(|h| !h.is_finished()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for (w, h) in daemon.workers.iter().zip(handles) {
+        if h.is_finished() {
+            let _ = h.join();
+        } else {
+            warn!(interface = w.interface, queue = w.queue, "worker did not stop; shutting down without it");
+        }
     }
 }
+
+/// How long a shutdown waits for the workers to stop.
+const WORKER_STOP_WAIT: Duration = Duration::from_secs(3);
 
 /// Takes the workers' sockets out of the programs and detaches them (`all`: also those taken
 /// over at start, as a clean shutdown does; otherwise, for a start that failed, only those this

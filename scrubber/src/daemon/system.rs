@@ -49,8 +49,17 @@ pub fn check_queue(ifname: &str, queue: u32) -> Result<(), StartError> {
 
 /// Number of TX queues of `ifname`.
 pub fn tx_queues(ifname: &str) -> usize {
+    queues(ifname, "tx-")
+}
+
+/// RX queues of `ifname` (0 if it does not exist).
+pub fn rx_queues(ifname: &str) -> usize {
+    queues(ifname, "rx-")
+}
+
+fn queues(ifname: &str, prefix: &str) -> usize {
     std::fs::read_dir(Path::new("/sys/class/net").join(ifname).join("queues"))
-        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("tx-")).count())
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with(prefix)).count())
         .unwrap_or(0)
 }
 
