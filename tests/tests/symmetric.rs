@@ -48,3 +48,22 @@ fn nothing_comes_back_through_the_scrubber_in_the_asymmetric_lab() {
     assert_eq!(r.succeeded, r.attempts, "{r:?}");
     assert_eq!(relayed(&t), (0, 0), "the return path bypasses the scrubber");
 }
+
+/// A symmetric daemon that crashed leaves its return-direction program on the egress interface;
+/// a daemon started without symmetric mode says so.
+#[test]
+fn a_return_program_left_by_a_crash_is_reported() {
+    require_root!();
+    let mut t = TestLab::with_daemon(|mut o| {
+        o.symmetric = true;
+        o
+    });
+    t.kill_daemon().unwrap();
+    let path = t.state().daemon.config.clone();
+    let mut config = control::Config::load(&path).unwrap();
+    config.forward.symmetric = false;
+    std::fs::write(&path, config.to_toml()).unwrap();
+    t.start_scrubber();
+    let log = std::fs::read_to_string(&t.state().daemon.log).unwrap();
+    assert!(log.contains("a scrubber XDP program from an earlier run is attached to the egress interface"), "{log}");
+}

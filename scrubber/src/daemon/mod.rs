@@ -296,6 +296,21 @@ fn start(
     let f = &config.forward;
     let next_hop_mac = resolve(&f.next_hop_mac, f.next_hop_ip.as_deref(), "next_hop")?;
     let symmetric = f.symmetric && egress.is_some();
+    // A return-direction program left by an earlier symmetric run that crashed steers the
+    // origin's answers to sockets that no longer exist (dropped under fail = "closed").
+    if let Some(e) = &egress
+        && !symmetric
+        && !config.dataplane.queues.iter().any(|q| &q.interface == e)
+        && let Ok(Some((id, name))) = dataplane::xsk::prog::attached_program(e)
+        && name == "scrubber_xdp"
+    {
+        warn!(
+            interface = e,
+            program_id = id,
+            "a scrubber XDP program from an earlier run is attached to the egress interface, which this \
+             run does not use for the return direction; detach it (ip link set dev <interface> xdp off)"
+        );
+    }
     let (return_src_mac, return_next_hop_mac) = if symmetric {
         let ingress_if = &config.dataplane.queues[0].interface;
         (
