@@ -640,11 +640,9 @@ impl State {
         }
         // The first Initial must start the ClientHello: a CRYPTO frame at offset 0 whose first
         // byte is the ClientHello handshake type.
-        let starts_hello = self
-            .frames
-            .crypto()
-            .iter()
-            .any(|c| c.offset == 0 && payload.get(c.data.start) == Some(&client_hello::CLIENT_HELLO));
+        let starts_hello = self.frames.crypto().iter().any(|c| {
+            c.offset == 0 && payload.get(c.data.clone()).and_then(<[u8]>::first) == Some(&client_hello::CLIENT_HELLO)
+        });
         if !starts_hello {
             return Check::Reject(DropReason::QuicNoClientHello);
         }

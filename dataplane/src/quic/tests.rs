@@ -297,6 +297,8 @@ fn frame_type_rules() {
     let mut not_ch = hello.clone();
     not_ch[0] = 2;
     assert_eq!(h.send(&with_frames(&crypto_frames(&not_ch, 0, 1, 0))), reject(DropReason::QuicNoClientHello));
+    // An empty CRYPTO frame at offset 0 followed by a PING (type 0x01, the ClientHello's type byte).
+    assert_eq!(h.send(&with_frames(&[0x06, 0x00, 0x00, 0x01])), reject(DropReason::QuicNoClientHello));
     // A ClientHello without quic_transport_parameters.
     let no_tp = client_hello(&HelloSpec { transport_parameters: false, ..HelloSpec::default() });
     assert_eq!(h.send(&with_frames(&crypto_frames(&no_tp, 0, 1, 0))), reject(DropReason::QuicBadClientHello));
