@@ -65,6 +65,9 @@ counted_enum! {
         QuicHelloPending = "quic_hello_pending",
         /// A later Initial of a pending flow was decrypted to continue its ClientHello.
         QuicHelloContinued = "quic_hello_continued",
+        /// An Initial with a token that the keys of a pending flow could not open (a client
+        /// starting again after a Retry) was checked as a first Initial instead.
+        QuicHelloRestarted = "quic_hello_restarted",
         /// A packet of an admitted flow was forwarded.
         QuicAdmittedForward = "quic_admitted_forward",
         /// A non-Initial packet of an unadmitted flow was forwarded (lenient gating).

@@ -571,7 +571,7 @@ impl State {
             }
             Some(FlowState::Refused) => Check::Reject(DropReason::QuicRefusedFlow),
             Some(FlowState::Pending { slot, generation }) => {
-                self.continue_hello(s, global, now, key, dgram, &header, slot, generation, stats)
+                self.continue_hello(shared, s, global, now, key, dgram, &header, slot, generation, stats)
             }
             None => self.first_initial(shared, global, s, now, key, dgram, &header, stats),
         }
@@ -685,6 +685,7 @@ impl State {
     #[allow(clippy::too_many_arguments)]
     fn continue_hello(
         &mut self,
+        shared: &Shared,
         s: &Settings,
         global: &Global,
         now: Now,
@@ -710,6 +711,15 @@ impl State {
         // The flow's keys were derived from its first DCID and stay the same (RFC 9001 §5.2).
         let opened = match initial::open(&p.keys, &dgram[..h.end], h.pn_offset, Some(p.largest_pn), &mut self.scratch) {
             Ok(o) => o,
+            // After a Retry (RFC 9000 §17.2.5.2) the client starts again: a new DCID, so new keys,
+            // and the Retry's token in every Initial. Its ClientHello starts over in that Initial,
+            // so it is checked as a first one rather than refused until the pending flow gives up.
+            Err(_) if !h.token.is_empty() => {
+                self.flows.remove(key);
+                self.pending.release(slot, generation);
+                stats.event(Event::QuicHelloRestarted);
+                return self.first_initial(shared, global, s, now, key, dgram, h, stats);
+            }
             Err(e) => return Check::Reject(open_reason(e)),
         };
         p.largest_pn = p.largest_pn.max(opened.pn);

@@ -348,6 +348,27 @@ fn split_client_hello_is_admitted_after_its_second_initial() {
     let mut h = Harness::new();
     assert_eq!(h.send(&datagrams[0]), Check::Clean);
     assert_eq!(h.send(&zero_rtt), Check::Clean);
+    // A Retry while the ClientHello is pending: the client starts again with the server's DCID
+    // (new keys) and the Retry's token, its ClientHello again from the start.
+    let mut h = Harness::new();
+    assert_eq!(h.send(&datagrams[0]), Check::Clean);
+    let retried = client_initials(
+        &ks,
+        &InitialSpec { dcid: &[0x5e; 12], token: &[0xa5; 40], ..InitialSpec::default() },
+        &hello,
+        2,
+        7,
+    );
+    assert_eq!(h.send(&retried[0]), Check::Clean);
+    assert_eq!(h.event(Event::QuicHelloRestarted), 1);
+    assert_eq!(h.send(&retried[1]), Check::Clean);
+    assert_eq!(h.state.flow_state(&key), Some(FlowState::Admitted));
+    // Without a token, an Initial the pending flow's keys cannot open is refused as before.
+    let mut h = Harness::new();
+    assert_eq!(h.send(&datagrams[0]), Check::Clean);
+    let other = client_initials(&ks, &InitialSpec { dcid: &[0x5e; 12], ..InitialSpec::default() }, &hello, 2, 7);
+    assert!(matches!(h.send(&other[0]), Check::Reject(_)));
+    assert_eq!(h.event(Event::QuicHelloRestarted), 0);
     // Too many Initials without completing: given up.
     let mut h = Harness::new();
     h.global.max_hello_packets = 1;
