@@ -21,6 +21,14 @@ pub fn set_count(slots: usize, ways: usize) -> usize {
     slots.max(1).div_ceil(ways).next_power_of_two()
 }
 
+/// The sets of share `part` (of `parts` equal shares) of a table of `sets` sets: the sweeps of the
+/// shared tables free expired entries one share at a time.
+pub fn share(sets: usize, part: usize, parts: usize) -> core::ops::Range<usize> {
+    let parts = parts.max(1);
+    let part = part % parts;
+    sets * part / parts..sets * (part + 1) / parts
+}
+
 #[derive(Debug)]
 struct Slot<V> {
     value: V,

@@ -323,10 +323,7 @@ impl WordTable {
     /// a cycle later: sweeping every share within that time keeps expired entries expired.
     fn sweep(&self, now_ns: u64, part: usize, parts: usize) {
         let now = self.now_units(now_ns);
-        let n = self.sets.len();
-        let parts = parts.max(1);
-        let (from, to) = (n * (part % parts) / parts, n * (part % parts + 1) / parts);
-        for set in &self.sets[from..to] {
+        for set in &self.sets[crate::table::share(self.sets.len(), part, parts)] {
             for slot in &set.0 {
                 let w = slot.load(Relaxed);
                 if w != 0 && Self::remaining(w, now) == 0 {

@@ -160,10 +160,7 @@ impl Verified {
     /// about 187 days later; the daemon sweeps one share a second, every set within `parts`
     /// seconds. Filter bits are left to fade as lookups find nothing behind them.
     pub fn sweep(&self, now_s: u64, part: usize, parts: usize) {
-        let n = self.sets.len();
-        let parts = parts.max(1);
-        let (from, to) = (n * (part % parts) / parts, n * (part % parts + 1) / parts);
-        for set in &self.sets[from..to] {
+        for set in &self.sets[crate::table::share(self.sets.len(), part, parts)] {
             for way in &set.0 {
                 let w = way.load(Relaxed);
                 if w != 0 && remaining(w, now_s) == 0 {

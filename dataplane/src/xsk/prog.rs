@@ -14,7 +14,8 @@ use std::fmt;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/scrubber_xdp.o"));
-const PROG_NAME: &str = "scrubber_xdp";
+/// The program's name, by which an attached one is recognised as a scrubber's.
+pub const PROG_NAME: &str = "scrubber_xdp";
 
 /// Entries of each of the program's prefix maps (IPv4, IPv6): the protected prefixes of that
 /// family plus the appliance's own addresses. `MAX_PREFIXES` in `bpf/scrubber_xdp.c`; the

@@ -302,7 +302,7 @@ fn start(
         && !symmetric
         && !config.dataplane.queues.iter().any(|q| &q.interface == e)
         && let Ok(Some((id, name))) = dataplane::xsk::prog::attached_program(e)
-        && name == "scrubber_xdp"
+        && name == dataplane::xsk::prog::PROG_NAME
     {
         warn!(
             interface = e,
