@@ -66,6 +66,12 @@ fn drops_since(a: &Value, b: &Value) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// How much event `name` grew during flood `f`.
+fn event_since(f: &Flood, name: &str) -> u64 {
+    let n = |v: &Value| v["totals"]["events"][name].as_u64().unwrap_or(0);
+    n(&f.after).saturating_sub(n(&f.before))
+}
+
 /// Each worker's socket statistics that grew between two `stats` results.
 fn ring_growth(after: &Value, before: &Value) -> Vec<String> {
     let mut out = Vec::new();
@@ -298,13 +304,31 @@ fn reflection_mix_is_dropped_by_vector_at_fixed_and_max_rate() {
         );
         // Nothing of a dropped vector reached origin; what did reach it is of the vectors that pass.
         assert_eq!(f.origin.packets("drop_vectors"), 0, "{what}: origin {:?}", f.origin);
-        assert_eq!(f.origin.packets("later_fragments"), 0, "{what}: origin {:?}", f.origin);
-        assert!(f.captured.is_empty(), "{what}: tcpdump at origin saw {:?}", &f.captured[..f.captured.len().min(5)]);
+        let later = f.origin.packets("later_fragments");
+        assert!(
+            f.captured.len() as u64 <= later,
+            "{what}: tcpdump at origin saw {:?}",
+            &f.captured[..f.captured.len().min(5)]
+        );
         let passed: u64 = m.watched.iter().map(|p| f.origin.packets(&DropMatchers::port_counter(*p))).sum();
         assert!(passed > 0, "{what}: the allowed and budgeted vectors reach origin: {:?}", f.origin);
-        assert_eq!(f.origin.packets("attack"), passed, "{what}: origin {:?}", f.origin);
+        assert_eq!(f.origin.packets("attack"), passed + later, "{what}: origin {:?}", f.origin);
         // Every drop is this countermeasure's: no deny list, bogon filter or rule took part.
         let d = drops_since(&f.after, &f.before);
+        // A later fragment whose first fragment never reached the scrubber (lost on the lab's
+        // kernel path, where no socket counter sees it: seen in CI) is unseen, and the lab
+        // profile admits unseen fragments (`fragments = "allow"`). Only those may reach origin:
+        // each is counted as such, and there are no more of them than flood frames lost on the
+        // way (sent, less dropped by the scrubber, less arrived at origin). With no loss, none.
+        let unseen = event_since(&f, "amp_fragment_unseen_admit");
+        let lost = f.sent.sent.saturating_sub(d.values().sum::<u64>() + f.origin.packets("attack"));
+        assert!(
+            later <= unseen && unseen <= lost,
+            "{what}: {later} later fragments at origin, {unseen} admitted unseen, {lost} flood frames lost on the \
+             way; fragment table {} (before {})",
+            f.after["totals"]["tables"]["amp_fragments"],
+            f.before["totals"]["tables"]["amp_fragments"]
+        );
         assert!(d.keys().all(|r| AMP_REASONS.contains(&r.as_str())), "{what}: drops {d:?}");
         let get = |r: &str| d.get(r).copied().unwrap_or(0);
         assert_eq!(get("amp_reflection"), f.vectors.outcome("dropped"), "{what}: {:?}", f.vectors);
@@ -421,7 +445,14 @@ fn lab_run_udp_amp_reports_vectors_budgets_and_dig() {
     let a = &r["amp"];
     let n = |p: &str| a.pointer(p).and_then(Value::as_u64).unwrap_or_else(|| panic!("{p} missing: {a}"));
     assert_eq!(n("/dropped_vectors_at_origin"), 0, "{a}");
-    assert_eq!(n("/later_fragments_at_origin"), 0, "{a}");
+    // As in the flood test: later fragments reach origin only when their first fragment was
+    // lost before the scrubber (dropped on a link, lost without a counter, or at the sockets).
+    let rc = &r["reconciliation"];
+    let lost = rc["dropped_before_xdp_total"].as_u64().unwrap_or(0)
+        + rc["gap"].as_i64().unwrap_or(0).max(0) as u64
+        + rc["socket_dropped"].as_u64().unwrap_or(0);
+    let (later, unseen) = (n("/later_fragments_at_origin"), n("/unseen_fragments_admitted"));
+    assert!(later <= unseen && unseen <= lost, "{later} at origin, {unseen} unseen, {lost} lost: {a}; {rc}");
     assert!(n("/fragments_dropped") > 0, "{a}");
     // Keys "in0/0" and "in0/1" (`~1` is a `/` in a JSON pointer).
     assert!(n("/worker_rx/in0~10") > 0 && n("/worker_rx/in0~11") > 0, "two workers: {a}");
@@ -438,7 +469,6 @@ fn lab_run_udp_amp_reports_vectors_budgets_and_dig() {
     }
     // As in assert_legit_served: 99.9 % of the UDP exchanges and every dig, unless the workers'
     // sockets overflowed (counted), and then no worse than that overflow explains.
-    let rc = &r["reconciliation"];
     let overflow = rc["socket_dropped"].as_u64().unwrap_or(0);
     let share = overflow as f64 / rc["xdp_redirected"].as_f64().unwrap_or(1.0).max(1.0);
     let (sent, answered) = (r.pointer("/legit/udp/sent"), r.pointer("/legit/udp/answered"));

@@ -496,8 +496,13 @@ pub struct AmpReport {
     /// Attack packets of those vectors that reached origin (nftables; first fragments included):
     /// 0 when the countermeasure acts.
     pub dropped_vectors_at_origin: u64,
-    /// Attack-marked non-first fragments that reached origin.
+    /// Attack-marked non-first fragments that reached origin: only fragments whose first
+    /// fragment the scrubber never saw (lost on the way), which the profile's `fragments`
+    /// action may admit.
     pub later_fragments_at_origin: u64,
+    /// Later fragments the scrubber admitted without having seen their first fragment
+    /// (event `amp_fragment_unseen_admit`): an upper bound on `later_fragments_at_origin`.
+    pub unseen_fragments_admitted: u64,
     /// Attack-marked packets at origin, all.
     pub attack_at_origin: u64,
     /// Later fragments dropped because their first fragment was (`amp_fragment`).
@@ -616,11 +621,13 @@ impl AmpRun {
         let drops0 = &self.stats0["totals"]["dropped"];
         let fragments_dropped =
             drops["amp_fragment"].as_u64().unwrap_or(0).saturating_sub(drops0["amp_fragment"].as_u64().unwrap_or(0));
+        let unseen = |s: &Value| s["totals"]["events"]["amp_fragment_unseen_admit"].as_u64().unwrap_or(0);
         Ok(AmpReport {
             dropped_vectors: self.matchers.dropped_vectors.iter().cloned().collect(),
             plan: Some(self.plan),
             dropped_vectors_at_origin: origin.packets("drop_vectors"),
             later_fragments_at_origin: origin.packets("later_fragments"),
+            unseen_fragments_admitted: unseen(&stats).saturating_sub(unseen(&self.stats0)),
             attack_at_origin: origin.packets("attack"),
             fragments_dropped,
             vectors,
@@ -672,8 +679,9 @@ pub fn format_report(a: &AmpReport) -> String {
         a.dropped_vectors_at_origin, a.later_fragments_at_origin, a.attack_at_origin
     ));
     line(format!(
-        "  later fragments dropped with their datagram (amp_fragment) {}; workers rx {}",
+        "  later fragments dropped with their datagram (amp_fragment) {}, admitted unseen {}; workers rx {}",
         a.fragments_dropped,
+        a.unseen_fragments_admitted,
         a.worker_rx.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
     ));
     for b in &a.budgets {
