@@ -52,7 +52,8 @@ pub struct DaemonConfig {
     pub metrics: String,
     /// `human` or `json`.
     pub log_format: LogFormat,
-    /// Accept fault-injection commands (`fault_stall`): for tests of the watchdog, never in production.
+    /// Accept fault-injection commands (`fault_stall`, `fault_xdp_sync`): for tests of the
+    /// watchdog and of rollbacks, never in production.
     pub fault_injection: bool,
 }
 

@@ -3,11 +3,13 @@
 //! XDP program's socket map within the watchdog period, so its queue falls to the fail mode —
 //! open: the kernel forwards, traffic keeps reaching origin; closed: none does — and `health`
 //! reports it. When the worker moves again its socket goes back in and it scrubs again. In a
-//! symmetric lab the worker's return-direction socket falls to the fail mode with it.
+//! symmetric lab the worker's return-direction socket falls to the fail mode with it. A change
+//! whose XDP map update fails is rolled back whole.
 
 use serde_json::json;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+use tests::control::Conn;
 use tests::topo::ORIGIN_V4;
 use tests::{LabOptions, Role, TempConfig, TestLab, require_root, xdp_attached};
 
@@ -137,4 +139,46 @@ fn fault_injection_is_refused_unless_configured() {
     let t = TestLab::with_daemon(|o| o);
     let r = t.ctl("fault_stall", json!({"queue": 0, "ms": 100}));
     assert!(r.is_err_and(|e| e.to_string().contains("forbidden")), "fault injection must be off by default");
+}
+
+/// A change whose XDP map update fails (made to, by fault injection, after the maps were
+/// written) is rolled back whole: the answer is `xdp` and says so, the running generation and
+/// the policy document stay, the maps are put back — origin's prefix, which the refused
+/// `prefix_del` had taken out of them, steers origin's traffic to the workers again — and the
+/// next change goes through as if the refused one had never been asked.
+#[test]
+fn a_change_the_xdp_maps_refuse_is_rolled_back() {
+    require_root!();
+    let config = TempConfig::lab_with(CONFIG);
+    let t = TestLab::with_daemon(|o| LabOptions { config: Some(config.0.clone()), ..o });
+    let mut c = Conn::open(&t.state().daemon.control_socket);
+    let before = c.ok("policy_get", json!({}));
+    let generation = before["generation"].as_u64().unwrap();
+    let protected = |p: &serde_json::Value| -> Vec<String> {
+        p["document"]["prefixes"].as_array().unwrap().iter().map(|x| x["cidr"].as_str().unwrap().to_string()).collect()
+    };
+
+    for (cmd, args) in [
+        ("prefix_del", json!({"cidr": "198.18.100.0/24"})),
+        ("prefix_add", json!({"cidr": "198.18.101.0/24", "profile": "lab"})),
+    ] {
+        t.control("fault_xdp_sync", json!({"count": 1}));
+        let message = c.err(cmd, args.clone(), "xdp");
+        assert!(message.contains(&format!("rolled back, generation {generation} runs")), "{cmd}: {message}");
+        let now = c.ok("policy_get", json!({}));
+        assert_eq!(now["generation"].as_u64(), Some(generation), "{cmd}: the running generation stays");
+        assert_eq!(protected(&now), protected(&before), "{cmd}: the document stays");
+        let status = t.control("status", json!({}));
+        assert_eq!(status["policy_generation"].as_u64(), Some(generation), "{cmd}: the published snapshot: {status}");
+        // Origin's prefix is in the maps again: its traffic is scrubbed, by the workers.
+        let scrubbed = t.stats().rx;
+        assert!(origin_packets(&t, Duration::from_millis(400)) > 0, "{cmd}: traffic reaches origin");
+        assert!(t.stats().rx >= scrubbed + 100, "{cmd}: origin's traffic goes through the workers");
+    }
+
+    // Without the fault, the same change goes through as the next generation.
+    let g = c.ok("prefix_add", json!({"cidr": "198.18.101.0/24", "profile": "lab"}))["generation"].as_u64();
+    assert_eq!(g, Some(generation + 1));
+    let log = std::fs::read_to_string(&t.state().daemon.log).unwrap();
+    assert!(log.contains("policy change failed"), "the refusal is logged: {log}");
 }

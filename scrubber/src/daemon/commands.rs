@@ -19,6 +19,9 @@ fn publish(
     Ok(json!({"generation": generation}))
 }
 
+/// Policy commands that change nothing.
+const READ_ONLY: [&str; 5] = ["policy_get", "policy_save", "deny_list", "allow_list", "rule_list"];
+
 /// Runs a policy command; `None` when `cmd` is not one of them.
 pub fn run(d: &Daemon, cmd: &str, args: &Value, uid: Option<u32>) -> Option<Result<Value, CmdError>> {
     if cmd == "syn_status" {
@@ -44,6 +47,9 @@ pub fn run(d: &Daemon, cmd: &str, args: &Value, uid: Option<u32>) -> Option<Resu
         dataplane: &d.config.dataplane,
         random_key: &mut random_key,
     };
+    // A change the XDP maps refuse is rolled back whole (`Daemon::publish`): the policy state
+    // as it was goes back with it. Commands that only read need no copy.
+    let saved = (!READ_ONLY.contains(&cmd)).then(|| state.clone());
     let outcome = control::commands::apply(&mut state, cmd, args, &mut ctx)?;
     if let Err((code, message)) = &outcome
         && *code == "rejected"
@@ -51,7 +57,14 @@ pub fn run(d: &Daemon, cmd: &str, args: &Value, uid: Option<u32>) -> Option<Resu
         warn!(peer_uid = uid, command = cmd, error = %message, "policy change rejected; the running policy stays");
     }
     Some(outcome.and_then(|o| match o {
-        Outcome::Changed { policy, what, detail } => publish(d, *policy, what, &detail, uid),
+        Outcome::Changed { policy, what, detail } => {
+            let published = publish(d, *policy, what, &detail, uid);
+            if let (Err((_, message)), Some(saved)) = (&published, saved) {
+                warn!(peer_uid = uid, command = cmd, error = %message, "policy change failed");
+                *state = saved;
+            }
+            published
+        }
         Outcome::Answer(mut v) => {
             if cmd == "policy_save" {
                 info!(peer_uid = uid, path = %v["path"], "policy saved");

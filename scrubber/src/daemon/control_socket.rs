@@ -262,6 +262,7 @@ pub fn handle(req: &Value, daemon: &Arc<Daemon>, uid: Option<u32>) -> Value {
         "capture_stop" => super::capture::stop(daemon, uid),
         "capture_status" => super::capture::status(daemon),
         "fault_stall" => fault_stall(daemon, req),
+        "fault_xdp_sync" => fault_xdp_sync(daemon, req),
         other => match super::commands::run(daemon, other, req, uid) {
             Some(r) => r,
             None => return error(id, "unknown_command", &format!("unknown command `{other}`")),
@@ -329,6 +330,18 @@ fn fault_stall(d: &Daemon, args: &Value) -> Result<Value, (&'static str, String)
     w.shared.stall_until_ns.store(super::now().mono_ns + ms * 1_000_000, Ordering::Relaxed);
     warn!(queue, ms, "fault injection: stalling a worker");
     Ok(json!({"queue": queue, "ms": ms}))
+}
+
+/// `fault_xdp_sync {count}`: the next `count` updates of the XDP prefix maps fail after writing
+/// them, to exercise the rollback of a change. Refused unless `daemon.fault_injection = true`.
+fn fault_xdp_sync(d: &Daemon, args: &Value) -> Result<Value, (&'static str, String)> {
+    if !d.config.daemon.fault_injection {
+        return Err(("forbidden", "fault injection is off (daemon.fault_injection = false)".into()));
+    }
+    let count = args.get("count").and_then(Value::as_u64).unwrap_or(1).min(100) as u32;
+    d.fault_xdp_syncs.store(count, Ordering::Relaxed);
+    warn!(count, "fault injection: XDP prefix map updates will fail");
+    Ok(json!({"count": count}))
 }
 
 fn stats(d: &Daemon) -> Value {

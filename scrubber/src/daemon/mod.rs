@@ -91,6 +91,8 @@ pub struct Daemon {
     /// What the XDP programs' prefix maps hold (`None`: unknown after a failed update, so the
     /// next publish rewrites them).
     pub xdp_synced: Mutex<Option<Vec<(dataplane::Cidr, Class)>>>,
+    /// Fault injection (`fault_xdp_sync`): how many more XDP map updates fail once written.
+    pub fault_xdp_syncs: std::sync::atomic::AtomicU32,
 }
 
 impl Daemon {
@@ -111,32 +113,63 @@ impl Daemon {
     /// protect its destination: prefixes that go away leave the XDP maps first, then the workers
     /// get the snapshot, then new prefixes enter the maps. A change that leaves the prefixes as
     /// they are (lists, rules, bypass) makes no XDP update at all.
+    ///
+    /// All or nothing: when an XDP map update fails, the snapshot that was running is put back
+    /// and the maps are rewritten as they were, and the error says so. The caller restores its
+    /// policy state (see `commands::run`).
     pub fn publish(&self, policy: Policy) -> Result<u64, String> {
         let classes = xdp_classes(&policy, &self.own);
         let mut synced = self.xdp_synced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let unchanged =
-            synced.as_ref().is_some_and(|s| s.len() == classes.len() && s.iter().all(|c| classes.contains(c)));
+        let generation = policy.generation;
+        if synced.as_ref().is_some_and(|s| s.len() == classes.len() && s.iter().all(|c| classes.contains(c))) {
+            self.cell.store(Arc::new(policy));
+            return Ok(generation);
+        }
         let sync = |wanted: &[(dataplane::Cidr, Class)]| -> Result<(), String> {
             for prog in &self.programs {
                 prog.sync_classes(wanted)
                     .map_err(|e| format!("updating the XDP prefix map of {}: {e}", prog.ifname()))?;
             }
+            if self.fault_xdp_syncs.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
+                return Err("updating the XDP prefix maps: failed by fault injection, after writing them".into());
+            }
             Ok(())
         };
-        if !unchanged && let Some(old) = synced.take() {
-            let kept: Vec<_> = old.iter().filter(|c| classes.contains(c)).copied().collect();
-            if kept.len() != old.len() {
-                sync(&kept)?;
+        // What the maps held before this change (`None`: unknown), to put back on failure.
+        let before = synced.take();
+        let running = self.cell.load_full().generation;
+        let put_back = |synced: &mut Option<Vec<_>>, error: String| -> String {
+            let Some(old) = &before else {
+                return format!("{error}; the change is not applied, generation {running} runs");
+            };
+            match sync(old) {
+                Ok(()) => {
+                    *synced = Some(old.clone());
+                    format!("{error}; the change is rolled back, generation {running} runs")
+                }
+                // Left unknown (`None`): the next publish rewrites the maps whole.
+                Err(again) => format!(
+                    "{error}; the change is not applied, generation {running} runs, but putting the XDP prefix maps \
+                     back failed too ({again}): they are rewritten at the next change"
+                ),
             }
-            *synced = Some(kept);
+        };
+        if let Some(old) = &before {
+            let kept: Vec<_> = old.iter().filter(|c| classes.contains(c)).copied().collect();
+            if kept.len() != old.len()
+                && let Err(e) = sync(&kept)
+            {
+                return Err(put_back(&mut synced, e));
+            }
         }
-        let generation = policy.generation;
-        self.cell.store(Arc::new(policy));
-        if !unchanged {
-            *synced = None;
-            sync(&classes)?;
-            *synced = Some(classes);
+        let previous = self.cell.swap(Arc::new(policy));
+        if let Err(e) = sync(&classes) {
+            // The running snapshot first, so that no worker runs the refused change while the
+            // maps are put back.
+            self.cell.store(previous);
+            return Err(put_back(&mut synced, e));
         }
+        *synced = Some(classes);
         Ok(generation)
     }
 }
@@ -485,6 +518,7 @@ fn start(
         captures: capture::Captures::default(),
         forwarder_only,
         xdp_synced,
+        fault_xdp_syncs: std::sync::atomic::AtomicU32::new(0),
     });
     if forwarder_only {
         warn!("forwarder only: workers rewrite MAC addresses and forward everything, unchecked (a benchmark floor)");
