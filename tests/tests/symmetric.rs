@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 use tests::topo::{ORIGIN_V4, ORIGIN_V6};
-use tests::{TestLab, client_sources_v4, client_sources_v6, require_root};
+use tests::{Role, TestLab, client_sources_v4, client_sources_v6, require_root, xdp_attached};
 
 const HELLO: &str = "/hello.txt";
 
@@ -50,20 +50,23 @@ fn nothing_comes_back_through_the_scrubber_in_the_asymmetric_lab() {
 }
 
 /// A symmetric daemon that crashed leaves its return-direction program on the egress interface;
-/// a daemon started without symmetric mode says so.
+/// a daemon started without symmetric mode detaches it (no socket uses it) and says so.
 #[test]
-fn a_return_program_left_by_a_crash_is_reported() {
+fn a_return_program_left_by_a_crash_is_detached() {
     require_root!();
     let mut t = TestLab::with_daemon(|mut o| {
         o.symmetric = true;
         o
     });
     t.kill_daemon().unwrap();
+    assert!(xdp_attached(&t.ns(Role::Scrub), "out0"), "the crash leaves the return-direction program");
     let path = t.state().daemon.config.clone();
     let mut config = control::Config::load(&path).unwrap();
     config.forward.symmetric = false;
     std::fs::write(&path, config.to_toml()).unwrap();
     t.start_scrubber();
     let log = std::fs::read_to_string(&t.state().daemon.log).unwrap();
-    assert!(log.contains("a scrubber XDP program from an earlier run is attached to the egress interface"), "{log}");
+    assert!(log.contains("detached a scrubber XDP program an earlier run left on the egress interface"), "{log}");
+    assert!(!xdp_attached(&t.ns(Role::Scrub), "out0"), "the orphaned program is gone");
+    assert!(xdp_attached(&t.ns(Role::Scrub), "in0"), "the ingress program stays");
 }

@@ -288,16 +288,39 @@ fn query(ifindex: u32) -> Result<(u32, u8), XdpError> {
     Ok((opts.prog_id, opts.attach_mode))
 }
 
-/// Id and name of the XDP program attached to `ifname`, if any.
-pub fn attached_program(ifname: &str) -> Result<Option<(u32, String)>, XdpError> {
-    let (id, _) = query(ifindex(ifname)?)?;
+/// Detaches the scrubber program attached to `ifname`, if that is what is attached there (the
+/// same rule as `XdpProgram::attach`, which takes over a scrubber program on an ingress
+/// interface: one daemon owns the interfaces its config names). Returns the detached program's
+/// id; `None` when there is no program or another program, left as it is.
+///
+/// Whether a process still uses it cannot be read from the program: its socket map answers no
+/// lookups from user space, and every index reads as a key.
+pub fn detach_scrubber_program(ifname: &str) -> Result<Option<u32>, XdpError> {
+    let ifindex = ifindex(ifname)?;
+    let (id, attach_mode) = query(ifindex)?;
     if id == 0 {
         return Ok(None);
     }
     // SAFETY: plain syscall wrapper.
-    let fd = owned(unsafe { bpf::bpf_prog_get_fd_by_id(id) }, "opening the attached program")?;
-    let info = prog_info(fd.as_raw_fd(), &mut [])?;
-    Ok(Some((id, c_name(&info.name))))
+    let prog = owned(unsafe { bpf::bpf_prog_get_fd_by_id(id) }, "opening the attached program")?;
+    if c_name(&prog_info(prog.as_raw_fd(), &mut [])?.name) != PROG_NAME {
+        return Ok(None);
+    }
+    let flags = match mode_of(attach_mode) {
+        Attached::Native => bpf::XDP_FLAGS_DRV_MODE,
+        Attached::Generic => bpf::XDP_FLAGS_SKB_MODE,
+    };
+    let opts = bpf::bpf_xdp_attach_opts {
+        sz: size_of::<bpf::bpf_xdp_attach_opts>() as _,
+        old_prog_fd: prog.as_raw_fd(),
+        ..Default::default()
+    };
+    // SAFETY: valid descriptor and sized options; detaches only if that program is still attached.
+    let rc = unsafe { bpf::bpf_xdp_detach(ifindex as i32, flags | bpf::XDP_FLAGS_REPLACE, &opts) };
+    if rc != 0 {
+        return Err(err(format!("detaching the scrubber program from {ifname}"), rc));
+    }
+    Ok(Some(id))
 }
 
 fn mode_of(attach_mode: u8) -> Attached {

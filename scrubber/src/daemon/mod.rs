@@ -330,19 +330,26 @@ fn start(
     let next_hop_mac = resolve(&f.next_hop_mac, f.next_hop_ip.as_deref(), "next_hop")?;
     let symmetric = f.symmetric && egress.is_some();
     // A return-direction program left by an earlier symmetric run that crashed steers the
-    // origin's answers to sockets that no longer exist (dropped under fail = "closed").
+    // origin's answers to sockets that no longer exist (dropped under fail = "closed"): this
+    // daemon owns its egress interface, so it detaches it.
     if let Some(e) = &egress
         && !symmetric
         && !config.dataplane.queues.iter().any(|q| &q.interface == e)
-        && let Ok(Some((id, name))) = dataplane::xsk::prog::attached_program(e)
-        && name == dataplane::xsk::prog::PROG_NAME
     {
-        warn!(
-            interface = e,
-            program_id = id,
-            "a scrubber XDP program from an earlier run is attached to the egress interface, which this \
-             run does not use for the return direction; detach it (ip link set dev <interface> xdp off)"
-        );
+        match dataplane::xsk::prog::detach_scrubber_program(e) {
+            Ok(Some(id)) => warn!(
+                interface = e,
+                program_id = id,
+                "detached a scrubber XDP program an earlier run left on the egress interface, which this run \
+                 does not use for the return direction"
+            ),
+            Ok(None) => {}
+            Err(err) => warn!(
+                interface = e,
+                error = %err,
+                "a scrubber XDP program may be left on the egress interface; detach it (ip link set dev <interface> xdp off)"
+            ),
+        }
     }
     let (return_src_mac, return_next_hop_mac) = if symmetric {
         let ingress_if = &config.dataplane.queues[0].interface;
@@ -540,16 +547,19 @@ fn start(
         // map, so it falls to the fail mode rather than to a socket nobody reads.
         warn!(queues = %late.join(", "), "workers not running 5 s after start; serving without them");
     }
-    let serving =
-        control_socket::Server::start(daemon.clone()).map_err(|e| StartError(e.to_string())).and_then(|server| {
-            match metrics::MetricsServer::start(&daemon) {
-                Ok(m) => Ok((server, m)),
-                Err(e) => {
-                    server.stop();
-                    Err(StartError(e.to_string()))
+    // The metrics listener before the control socket: a client that reaches the control socket
+    // may take the daemon for started, so it opens last, when nothing else can fail.
+    let serving = metrics::MetricsServer::start(&daemon).map_err(|e| StartError(e.to_string())).and_then(|m| {
+        match control_socket::Server::start(daemon.clone()) {
+            Ok(server) => Ok((server, m)),
+            Err(e) => {
+                if let Some(m) = m {
+                    m.stop();
                 }
+                Err(StartError(e.to_string()))
             }
-        });
+        }
+    });
     let (server, metrics) = match serving {
         Ok(s) => s,
         Err(e) => {
