@@ -165,6 +165,11 @@ impl PolicyState {
         }
     }
 
+    /// Whether a runtime entry has expired at `now_ns` (what `expire` would drop).
+    pub fn expiry_due(&self, now_ns: u64) -> bool {
+        self.overlay.deny.iter().chain(&self.overlay.allow).any(|e| e.1.expires_ns.is_some_and(|t| t <= now_ns))
+    }
+
     /// Drops runtime entries expired at `now_ns`; if anything expired, returns the new snapshot
     /// and the entries dropped (`deny 198.18.9.0/24`, for the log).
     pub fn expire(&mut self, now_ns: u64) -> Option<Result<(Policy, Vec<String>), String>> {
@@ -319,7 +324,9 @@ mod tests {
         let p = s.list_add(List::Deny, c("198.18.9.0/24"), Some(1_000), Some(0)).unwrap();
         assert_eq!(p.generation, 2);
         assert!(p.denied(dataplane::Addr::v4(0xc612_0901), 999));
+        assert!(!s.expiry_due(500));
         assert!(s.expire(500).is_none());
+        assert!(s.expiry_due(1_000));
         let (p, expired) = s.expire(1_000).unwrap().unwrap();
         assert_eq!(expired, ["deny 198.18.9.0/24"]);
         assert!(!p.denied(dataplane::Addr::v4(0xc612_0901), 0));

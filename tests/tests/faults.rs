@@ -182,3 +182,34 @@ fn a_change_the_xdp_maps_refuse_is_rolled_back() {
     let log = std::fs::read_to_string(&t.state().daemon.log).unwrap();
     assert!(log.contains("policy change failed"), "the refusal is logged: {log}");
 }
+
+/// When a change and its rollback both fail, the XDP maps are left unknown and the next publish
+/// rewrites them whole. Here that next publish is a runtime entry's expiry, and it is refused
+/// once too: the entry stays in the policy state and expires again a second later, so that what
+/// runs never keeps an entry the state has dropped.
+#[test]
+fn an_expiry_the_xdp_maps_refuse_is_published_a_second_later() {
+    require_root!();
+    let config = TempConfig::lab_with(CONFIG);
+    let t = TestLab::with_daemon(|o| LabOptions { config: Some(config.0.clone()), ..o });
+    let mut c = Conn::open(&t.state().daemon.control_socket);
+    let in_effect = |c: &mut Conn| c.ok("deny_list", json!({}))["prefixes_in_effect"].as_u64().unwrap();
+    let base = in_effect(&mut c);
+    c.ok("deny_add", json!({"cidr": "198.18.77.0/24", "ttl_s": 2}));
+    assert_eq!(in_effect(&mut c), base + 1);
+
+    t.control("fault_xdp_sync", json!({"count": 2}));
+    let message = c.err("prefix_add", json!({"cidr": "198.18.101.0/24", "profile": "lab"}), "xdp");
+    assert!(message.contains("they are rewritten at the next change"), "{message}");
+    t.control("fault_xdp_sync", json!({"count": 1}));
+    let took = wait_until("the entry leaves the running policy", Duration::from_secs(8), || in_effect(&mut c) == base);
+    eprintln!("expired from the running policy after {took:?}");
+    let log = std::fs::read_to_string(&t.state().daemon.log).unwrap();
+    let refused = log.find("publishing after expiry").expect("the refused expiry is logged");
+    let expired = log.rfind("runtime list entries expired").expect("the expiry is logged");
+    assert!(refused < expired, "refused first, then published: {log}");
+    // The maps were rewritten whole: origin's traffic goes through the workers.
+    let scrubbed = t.stats().rx;
+    assert!(origin_packets(&t, Duration::from_millis(400)) > 0, "traffic reaches origin");
+    assert!(t.stats().rx >= scrubbed + 100, "origin's traffic goes through the workers");
+}

@@ -598,10 +598,18 @@ fn start(
             watch_syn_auto(&daemon, &mut syn_active);
             // Publish under the policy lock, as commands do, so snapshots go out in order.
             if let Ok(mut state) = daemon.policy.lock() {
-                match state.expire(now().mono_ns) {
+                let at = now().mono_ns;
+                // A refused publish leaves the entries in the state, to expire again a second later.
+                let saved = state.expiry_due(at).then(|| state.clone());
+                match state.expire(at) {
                     Some(Ok((policy, expired))) => match daemon.publish(policy) {
                         Ok(g) => info!(generation = g, entries = %expired.join(", "), "runtime list entries expired"),
-                        Err(e) => warn!("publishing after expiry: {e}"),
+                        Err(e) => {
+                            warn!("publishing after expiry: {e}");
+                            if let Some(saved) = saved {
+                                *state = saved;
+                            }
+                        }
                     },
                     Some(Err(e)) => warn!("expiring runtime entries: {e}"),
                     None => {}
