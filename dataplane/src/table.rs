@@ -8,9 +8,11 @@
 //! per-process random seed, so an attacker cannot aim collisions) plus a ring of keys the
 //! clock hand walks. No allocation after construction.
 //!
-//! Also `set_count`, the one sizing rule of the set-associative tables.
+//! Also `set_count`, the one sizing rule of the set-associative tables, and `share` and
+//! `free_expired`, with which the daemon sweeps the shared one-word tables.
 
 use core::hash::Hash;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use hashbrown::HashMap;
 
 /// Number of sets for at least `slots` entries of `ways` per set: a power of two, at least one
@@ -27,6 +29,17 @@ pub fn share(sets: usize, part: usize, parts: usize) -> core::ops::Range<usize> 
     let parts = parts.max(1);
     let part = part % parts;
     sets * part / parts..sets * (part + 1) / parts
+}
+
+/// Frees (zeroes) each non-free word of `words` that `expired` says has expired, by
+/// compare-and-swap: a word another worker rewrote since it was read keeps its new entry.
+pub fn free_expired<'a>(words: impl IntoIterator<Item = &'a AtomicU64>, expired: impl Fn(u64) -> bool) {
+    for word in words {
+        let w = word.load(Relaxed);
+        if w != 0 && expired(w) {
+            let _ = word.compare_exchange(w, 0, Relaxed, Relaxed);
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -323,15 +323,8 @@ impl WordTable {
     /// a cycle later: sweeping every share within that time keeps expired entries expired.
     fn sweep(&self, now_ns: u64, part: usize, parts: usize) {
         let now = self.now_units(now_ns);
-        for set in &self.sets[crate::table::share(self.sets.len(), part, parts)] {
-            for slot in &set.0 {
-                let w = slot.load(Relaxed);
-                if w != 0 && Self::remaining(w, now) == 0 {
-                    // A slot another worker just refilled keeps its new entry.
-                    let _ = slot.compare_exchange(w, 0, Relaxed, Relaxed);
-                }
-            }
-        }
+        let sets = &self.sets[crate::table::share(self.sets.len(), part, parts)];
+        crate::table::free_expired(sets.iter().flat_map(|s| &s.0), |w| Self::remaining(w, now) == 0);
     }
 
     /// The payload bits (between tag and expiry) of the live entry for `hash`.

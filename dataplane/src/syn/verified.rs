@@ -160,15 +160,8 @@ impl Verified {
     /// about 187 days later; the daemon sweeps one share a second, every set within `parts`
     /// seconds. Filter bits are left to fade as lookups find nothing behind them.
     pub fn sweep(&self, now_s: u64, part: usize, parts: usize) {
-        for set in &self.sets[crate::table::share(self.sets.len(), part, parts)] {
-            for way in &set.0 {
-                let w = way.load(Relaxed);
-                if w != 0 && remaining(w, now_s) == 0 {
-                    // A way another worker just refilled keeps its new entry.
-                    let _ = way.compare_exchange(w, 0, Relaxed, Relaxed);
-                }
-            }
-        }
+        let sets = &self.sets[crate::table::share(self.sets.len(), part, parts)];
+        crate::table::free_expired(sets.iter().flat_map(|s| &s.0), |w| remaining(w, now_s) == 0);
     }
 
     /// Marks `src` verified for `ttl_s` seconds from `now_s`.
