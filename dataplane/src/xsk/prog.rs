@@ -306,7 +306,14 @@ pub fn detach_scrubber_program(ifname: &str) -> Result<Option<u32>, XdpError> {
     if c_name(&prog_info(prog.as_raw_fd(), &mut [])?.name) != PROG_NAME {
         return Ok(None);
     }
-    let flags = match mode_of(attach_mode) {
+    detach(ifindex, ifname, &prog, mode_of(attach_mode))?;
+    Ok(Some(id))
+}
+
+/// Detaches `prog` from interface `ifindex` (`ifname`), attached in `mode`; only if it is still
+/// the program attached there.
+fn detach(ifindex: u32, ifname: &str, prog: &OwnedFd, mode: Attached) -> Result<(), XdpError> {
+    let flags = match mode {
         Attached::Native => bpf::XDP_FLAGS_DRV_MODE,
         Attached::Generic => bpf::XDP_FLAGS_SKB_MODE,
     };
@@ -315,12 +322,13 @@ pub fn detach_scrubber_program(ifname: &str) -> Result<Option<u32>, XdpError> {
         old_prog_fd: prog.as_raw_fd(),
         ..Default::default()
     };
-    // SAFETY: valid descriptor and sized options; detaches only if that program is still attached.
+    // SAFETY: valid descriptor and sized options; XDP_FLAGS_REPLACE makes it a no-op unless
+    // `prog` is the attached program.
     let rc = unsafe { bpf::bpf_xdp_detach(ifindex as i32, flags | bpf::XDP_FLAGS_REPLACE, &opts) };
     if rc != 0 {
-        return Err(err(format!("detaching the scrubber program from {ifname}"), rc));
+        return Err(err(format!("detaching from {ifname}"), rc));
     }
-    Ok(Some(id))
+    Ok(())
 }
 
 fn mode_of(attach_mode: u8) -> Attached {
@@ -537,21 +545,7 @@ impl XdpProgram {
 
     /// Detaches the program (clean shutdown): the interface goes back to plain kernel handling.
     pub fn detach(&self) -> Result<(), XdpError> {
-        let flags = match self.mode {
-            Attached::Native => bpf::XDP_FLAGS_DRV_MODE,
-            Attached::Generic => bpf::XDP_FLAGS_SKB_MODE,
-        };
-        let opts = bpf::bpf_xdp_attach_opts {
-            sz: size_of::<bpf::bpf_xdp_attach_opts>() as _,
-            old_prog_fd: self.prog.as_raw_fd(),
-            ..Default::default()
-        };
-        // SAFETY: valid descriptor and sized options; detaches only if our program is still the one attached.
-        let rc = unsafe { bpf::bpf_xdp_detach(self.ifindex as i32, flags | bpf::XDP_FLAGS_REPLACE, &opts) };
-        if rc != 0 {
-            return Err(err(format!("detaching from {}", self.ifname), rc));
-        }
-        Ok(())
+        detach(self.ifindex, &self.ifname, &self.prog, self.mode)
     }
 }
 
