@@ -89,6 +89,11 @@ fn entries_json(l: &[(Cidr, ListEntry)], now_ns: u64) -> Vec<Value> {
         .collect()
 }
 
+/// The policy commands that change nothing (`apply` answers them with `Outcome::Answer` and
+/// leaves the state as it was): a caller that must restore the state after a change that fails
+/// later needs no copy of it for these.
+pub const READ_ONLY: [&str; 5] = ["policy_get", "policy_save", "deny_list", "allow_list", "rule_list"];
+
 /// Applies policy command `cmd`; `None` when `cmd` is not one of them.
 pub fn apply(s: &mut PolicyState, cmd: &str, args: &Value, ctx: &mut Context<'_>) -> Option<Result<Outcome, CmdError>> {
     Some(match cmd {
@@ -446,5 +451,19 @@ mod tests {
         let mut key = || Ok([0u8; 16]);
         let mut ctx = Context { mono_ns: 0, wall_secs: 0, uid: None, dataplane: &dp, random_key: &mut key };
         assert!(apply(&mut s, "stats", &json!({}), &mut ctx).is_none());
+    }
+
+    #[test]
+    fn read_only_commands_change_nothing() {
+        let mut s = state();
+        let dir = std::env::temp_dir().join(format!("scrubber-read-only-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        s.file = dir.join("scrubber.toml");
+        let before = (s.generation, s.document.to_toml());
+        for cmd in READ_ONLY {
+            assert!(matches!(run(&mut s, cmd, json!({})), Ok(Outcome::Answer(_))), "{cmd}");
+            assert_eq!((s.generation, s.document.to_toml()), before, "{cmd}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

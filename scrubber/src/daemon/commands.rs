@@ -19,9 +19,6 @@ fn publish(
     Ok(json!({"generation": generation}))
 }
 
-/// Policy commands that change nothing.
-const READ_ONLY: [&str; 5] = ["policy_get", "policy_save", "deny_list", "allow_list", "rule_list"];
-
 /// Runs a policy command; `None` when `cmd` is not one of them.
 pub fn run(d: &Daemon, cmd: &str, args: &Value, uid: Option<u32>) -> Option<Result<Value, CmdError>> {
     if cmd == "syn_status" {
@@ -49,7 +46,7 @@ pub fn run(d: &Daemon, cmd: &str, args: &Value, uid: Option<u32>) -> Option<Resu
     };
     // A change the XDP maps refuse is rolled back whole (`Daemon::publish`): the policy state
     // as it was goes back with it. Commands that only read need no copy.
-    let saved = (!READ_ONLY.contains(&cmd)).then(|| state.clone());
+    let saved = (!control::commands::READ_ONLY.contains(&cmd)).then(|| state.clone());
     let outcome = control::commands::apply(&mut state, cmd, args, &mut ctx)?;
     if let Err((code, message)) = &outcome
         && *code == "rejected"

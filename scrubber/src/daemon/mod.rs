@@ -137,7 +137,7 @@ impl Daemon {
         };
         // What the maps held before this change (`None`: unknown), to put back on failure.
         let before = synced.take();
-        let running = self.cell.load_full().generation;
+        let running = self.cell.load().generation;
         let put_back = |synced: &mut Option<Vec<_>>, error: String| -> String {
             let Some(old) = &before else {
                 return format!("{error}; the change is not applied, generation {running} runs");
