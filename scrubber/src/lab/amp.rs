@@ -617,19 +617,19 @@ impl AmpRun {
                 })
             })
             .collect();
-        let drops = &stats["totals"]["dropped"];
-        let drops0 = &self.stats0["totals"]["dropped"];
-        let fragments_dropped =
-            drops["amp_fragment"].as_u64().unwrap_or(0).saturating_sub(drops0["amp_fragment"].as_u64().unwrap_or(0));
-        let unseen = |s: &Value| s["totals"]["events"]["amp_fragment_unseen_admit"].as_u64().unwrap_or(0);
+        // How much a counter of the `stats` totals grew over the window.
+        let grew = |kind: &str, name: &str| {
+            let n = |s: &Value| s["totals"][kind][name].as_u64().unwrap_or(0);
+            n(&stats).saturating_sub(n(&self.stats0))
+        };
         Ok(AmpReport {
             dropped_vectors: self.matchers.dropped_vectors.iter().cloned().collect(),
             plan: Some(self.plan),
             dropped_vectors_at_origin: origin.packets("drop_vectors"),
             later_fragments_at_origin: origin.packets("later_fragments"),
-            unseen_fragments_admitted: unseen(&stats).saturating_sub(unseen(&self.stats0)),
+            unseen_fragments_admitted: grew("events", "amp_fragment_unseen_admit"),
             attack_at_origin: origin.packets("attack"),
-            fragments_dropped,
+            fragments_dropped: grew("dropped", "amp_fragment"),
             vectors,
             metrics,
             budgets,
