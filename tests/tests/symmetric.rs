@@ -50,7 +50,7 @@ fn nothing_comes_back_through_the_scrubber_in_the_asymmetric_lab() {
 }
 
 /// A symmetric daemon that crashed leaves its return-direction program on the egress interface;
-/// a daemon started without symmetric mode detaches it (no socket uses it) and says so.
+/// a daemon started without symmetric mode, which owns that interface, detaches it and says so.
 #[test]
 fn a_return_program_left_by_a_crash_is_detached() {
     require_root!();
