@@ -499,7 +499,8 @@ fn every_command_and_every_abuse_get_their_answer_while_forwarding() {
 }
 
 /// A socket left by a killed daemon is replaced; a live one is not taken over; a regular file at
-/// the path is refused with a clear error before any interface is touched.
+/// the path is refused with a clear error before any interface is touched. The log, written to a
+/// file, is plain text.
 #[test]
 fn a_stale_socket_is_replaced_and_anything_else_at_its_path_refused() {
     require_root!();
@@ -513,6 +514,7 @@ fn a_stale_socket_is_replaced_and_anything_else_at_its_path_refused() {
     assert_eq!(t.control("health", json!({}))["ok"], true);
     let log = std::fs::read_to_string(&t.state().daemon.log).unwrap();
     assert!(log.contains("replaced a stale control socket"), "{log}");
+    assert!(!log.contains('\x1b'), "a log written to a file carries no terminal colour codes: {log:?}");
 
     // A second daemon while this one runs: refused, and the running one is undisturbed.
     let bin = scrubber_bin().display().to_string();
