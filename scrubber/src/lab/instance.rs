@@ -260,8 +260,11 @@ fn compile_vlan_programs(dir: &Path, vid: u16) -> Result<(PathBuf, PathBuf), Lab
     let src = dir.join("vlan.bpf.c");
     std::fs::write(&src, VLAN_BPF_C).map_err(io(&src))?;
     let out = |name: &str| dir.join(format!("vlan{vid}-{name}.o"));
+    // The kernel headers include <asm/types.h>, which Debian keeps under the multiarch directory;
+    // clang's BPF target does not search it (the build scripts pass it for the same reason).
+    let arch_include = format!("-I/usr/include/{}-linux-gnu", std::env::consts::ARCH);
     for (name, push) in [("push", true), ("pop", false)] {
-        let mut c = Cmd::new("clang").args(&["-O2", "-target", "bpf", &format!("-DVID={vid}")]);
+        let mut c = Cmd::new("clang").args(&["-O2", "-target", "bpf", &arch_include, &format!("-DVID={vid}")]);
         if push {
             c = c.arg("-DPUSH");
         }
