@@ -43,6 +43,16 @@ pub enum Attached {
     Generic,
 }
 
+impl Attached {
+    /// The attach flag that asks for this mode.
+    fn flags(self) -> u32 {
+        match self {
+            Attached::Native => bpf::XDP_FLAGS_DRV_MODE,
+            Attached::Generic => bpf::XDP_FLAGS_SKB_MODE,
+        }
+    }
+}
+
 impl fmt::Display for Attached {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -278,14 +288,36 @@ fn load_object() -> Result<(OwnedFd, Maps), XdpError> {
     Ok((prog_fd, maps))
 }
 
-fn query(ifindex: u32) -> Result<(u32, u8), XdpError> {
+/// The XDP program attached to an interface.
+struct Present {
+    id: u32,
+    prog: OwnedFd,
+    info: bpf::bpf_prog_info,
+    mode: Attached,
+}
+
+impl Present {
+    fn name(&self) -> String {
+        c_name(&self.info.name)
+    }
+}
+
+/// The program attached to interface `ifindex`, if any.
+fn present(ifindex: u32) -> Result<Option<Present>, XdpError> {
     let mut opts = bpf::bpf_xdp_query_opts { sz: size_of::<bpf::bpf_xdp_query_opts>() as _, ..Default::default() };
     // SAFETY: `opts` is a valid, sized options struct.
     let rc = unsafe { bpf::bpf_xdp_query(ifindex as i32, 0, &mut opts) };
     if rc != 0 {
         return Err(err("querying the interface's XDP program", rc));
     }
-    Ok((opts.prog_id, opts.attach_mode))
+    let id = opts.prog_id;
+    if id == 0 {
+        return Ok(None);
+    }
+    // SAFETY: plain syscall wrapper.
+    let prog = owned(unsafe { bpf::bpf_prog_get_fd_by_id(id) }, "opening the attached program")?;
+    let info = prog_info(prog.as_raw_fd(), &mut [])?;
+    Ok(Some(Present { id, prog, info, mode: mode_of(opts.attach_mode) }))
 }
 
 /// Detaches the scrubber program attached to `ifname`, if that is what is attached there (the
@@ -297,26 +329,18 @@ fn query(ifindex: u32) -> Result<(u32, u8), XdpError> {
 /// lookups from user space, and every index reads as a key.
 pub fn detach_scrubber_program(ifname: &str) -> Result<Option<u32>, XdpError> {
     let ifindex = ifindex(ifname)?;
-    let (id, attach_mode) = query(ifindex)?;
-    if id == 0 {
-        return Ok(None);
+    match present(ifindex)? {
+        Some(p) if p.name() == PROG_NAME => {
+            detach(ifindex, ifname, &p.prog, p.mode)?;
+            Ok(Some(p.id))
+        }
+        _ => Ok(None),
     }
-    // SAFETY: plain syscall wrapper.
-    let prog = owned(unsafe { bpf::bpf_prog_get_fd_by_id(id) }, "opening the attached program")?;
-    if c_name(&prog_info(prog.as_raw_fd(), &mut [])?.name) != PROG_NAME {
-        return Ok(None);
-    }
-    detach(ifindex, ifname, &prog, mode_of(attach_mode))?;
-    Ok(Some(id))
 }
 
 /// Detaches `prog` from interface `ifindex` (`ifname`), attached in `mode`; only if it is still
 /// the program attached there.
 fn detach(ifindex: u32, ifname: &str, prog: &OwnedFd, mode: Attached) -> Result<(), XdpError> {
-    let flags = match mode {
-        Attached::Native => bpf::XDP_FLAGS_DRV_MODE,
-        Attached::Generic => bpf::XDP_FLAGS_SKB_MODE,
-    };
     let opts = bpf::bpf_xdp_attach_opts {
         sz: size_of::<bpf::bpf_xdp_attach_opts>() as _,
         old_prog_fd: prog.as_raw_fd(),
@@ -324,7 +348,7 @@ fn detach(ifindex: u32, ifname: &str, prog: &OwnedFd, mode: Attached) -> Result<
     };
     // SAFETY: valid descriptor and sized options; XDP_FLAGS_REPLACE makes it a no-op unless
     // `prog` is the attached program.
-    let rc = unsafe { bpf::bpf_xdp_detach(ifindex as i32, flags | bpf::XDP_FLAGS_REPLACE, &opts) };
+    let rc = unsafe { bpf::bpf_xdp_detach(ifindex as i32, mode.flags() | bpf::XDP_FLAGS_REPLACE, &opts) };
     if rc != 0 {
         return Err(err(format!("detaching from {ifname}"), rc));
     }
@@ -342,43 +366,35 @@ impl XdpProgram {
         let (new_prog, new_maps) = load_object()?;
         let new_tag = prog_info(new_prog.as_raw_fd(), &mut [])?.tag;
 
-        let (existing_id, existing_mode) = query(ifindex)?;
-        if existing_id != 0 {
-            // SAFETY: plain syscall wrapper.
-            let old = owned(unsafe { bpf::bpf_prog_get_fd_by_id(existing_id) }, "opening the attached program")?;
-            let info = prog_info(old.as_raw_fd(), &mut [])?;
-            let name = c_name(&info.name);
+        if let Some(old) = present(ifindex)? {
+            let name = old.name();
             if name != PROG_NAME {
                 return Err(XdpError {
                     what: format!(
-                        "{ifname} already runs XDP program {existing_id} ({name}); not replacing a program scrubber did not load"
+                        "{ifname} already runs XDP program {} ({name}); not replacing a program scrubber did not load",
+                        old.id
                     ),
                     source: None,
                 });
             }
-            if info.tag == new_tag {
-                let maps = maps_of(old.as_raw_fd())?;
+            if old.info.tag == new_tag {
+                let maps = maps_of(old.prog.as_raw_fd())?;
                 return Ok(XdpProgram {
                     ifname: ifname.to_string(),
                     ifindex,
-                    prog: old,
+                    prog: old.prog,
                     maps,
-                    mode: mode_of(existing_mode),
+                    mode: old.mode,
                     taken_over: true,
                 });
             }
             // Another build of scrubber's program: replace it in one step.
-            let flags = bpf::XDP_FLAGS_REPLACE
-                | if mode_of(existing_mode) == Attached::Generic {
-                    bpf::XDP_FLAGS_SKB_MODE
-                } else {
-                    bpf::XDP_FLAGS_DRV_MODE
-                };
             let opts = bpf::bpf_xdp_attach_opts {
                 sz: size_of::<bpf::bpf_xdp_attach_opts>() as _,
-                old_prog_fd: old.as_raw_fd(),
+                old_prog_fd: old.prog.as_raw_fd(),
                 ..Default::default()
             };
+            let flags = bpf::XDP_FLAGS_REPLACE | old.mode.flags();
             // SAFETY: valid descriptors and a sized options struct.
             let rc = unsafe { bpf::bpf_xdp_attach(ifindex as i32, new_prog.as_raw_fd(), flags, &opts) };
             if rc != 0 {
@@ -389,17 +405,13 @@ impl XdpProgram {
                 ifindex,
                 prog: new_prog,
                 maps: new_maps,
-                mode: mode_of(existing_mode),
+                mode: old.mode,
                 taken_over: false,
             });
         }
 
         let try_mode = |m: Attached| -> i32 {
-            let flags = bpf::XDP_FLAGS_UPDATE_IF_NOEXIST
-                | match m {
-                    Attached::Native => bpf::XDP_FLAGS_DRV_MODE,
-                    Attached::Generic => bpf::XDP_FLAGS_SKB_MODE,
-                };
+            let flags = bpf::XDP_FLAGS_UPDATE_IF_NOEXIST | m.flags();
             // SAFETY: valid program descriptor; null options are allowed.
             unsafe { bpf::bpf_xdp_attach(ifindex as i32, new_prog.as_raw_fd(), flags, std::ptr::null()) }
         };
