@@ -31,6 +31,13 @@ pub struct ListEntry {
     pub added_by: Option<u32>,
 }
 
+impl ListEntry {
+    /// Whether the entry has expired at `now_ns`.
+    pub fn expired(&self, now_ns: u64) -> bool {
+        self.expires_ns.is_some_and(|t| t <= now_ns)
+    }
+}
+
 /// Changes made at runtime outside the document.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Overlay {
@@ -167,13 +174,13 @@ impl PolicyState {
 
     /// Whether a runtime entry has expired at `now_ns` (what `expire` would drop).
     pub fn expiry_due(&self, now_ns: u64) -> bool {
-        self.overlay.deny.iter().chain(&self.overlay.allow).any(|e| e.1.expires_ns.is_some_and(|t| t <= now_ns))
+        self.overlay.deny.iter().chain(&self.overlay.allow).any(|e| e.1.expired(now_ns))
     }
 
     /// Drops runtime entries expired at `now_ns`; if anything expired, returns the new snapshot
     /// and the entries dropped (`deny 198.18.9.0/24`, for the log).
     pub fn expire(&mut self, now_ns: u64) -> Option<Result<(Policy, Vec<String>), String>> {
-        let live = |e: &(Cidr, ListEntry)| e.1.expires_ns.is_none_or(|t| t > now_ns);
+        let live = |e: &(Cidr, ListEntry)| !e.1.expired(now_ns);
         let expired: Vec<String> = [("deny", &self.overlay.deny), ("allow", &self.overlay.allow)]
             .into_iter()
             .flat_map(|(list, entries)| entries.iter().filter(|e| !live(e)).map(move |(c, _)| format!("{list} {c}")))

@@ -7,18 +7,6 @@ use control::commands::{CmdError, Context, Outcome};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-fn publish(
-    d: &Daemon,
-    policy: dataplane::policy::Policy,
-    what: &str,
-    detail: &str,
-    uid: Option<u32>,
-) -> Result<Value, CmdError> {
-    let generation = d.publish(policy).map_err(|e| ("xdp", e))?;
-    info!(peer_uid = uid, generation, change = what, detail, "policy changed");
-    Ok(json!({"generation": generation}))
-}
-
 /// Runs a policy command; `None` when `cmd` is not one of them.
 pub fn run(d: &Daemon, cmd: &str, args: &Value, uid: Option<u32>) -> Option<Result<Value, CmdError>> {
     if cmd == "syn_status" {
@@ -44,8 +32,8 @@ pub fn run(d: &Daemon, cmd: &str, args: &Value, uid: Option<u32>) -> Option<Resu
         dataplane: &d.config.dataplane,
         random_key: &mut random_key,
     };
-    // A change the XDP maps refuse is rolled back whole (`Daemon::publish`): the policy state
-    // as it was goes back with it. Commands that only read need no copy.
+    // A change the XDP maps refuse is rolled back whole (`Daemon::publish_change`): the policy
+    // state as it was goes back with it. Commands that only read need no copy.
     let saved = (!control::commands::READ_ONLY.contains(&cmd)).then(|| state.clone());
     let outcome = control::commands::apply(&mut state, cmd, args, &mut ctx)?;
     if let Err((code, message)) = &outcome
@@ -55,12 +43,12 @@ pub fn run(d: &Daemon, cmd: &str, args: &Value, uid: Option<u32>) -> Option<Resu
     }
     Some(outcome.and_then(|o| match o {
         Outcome::Changed { policy, what, detail } => {
-            let published = publish(d, *policy, what, &detail, uid);
-            if let (Err((_, message)), Some(saved)) = (&published, saved) {
-                warn!(peer_uid = uid, command = cmd, error = %message, "policy change failed");
-                *state = saved;
-            }
-            published
+            let generation = d.publish_change(&mut state, saved, *policy).map_err(|e| {
+                warn!(peer_uid = uid, command = cmd, error = %e, "policy change failed");
+                ("xdp", e)
+            })?;
+            info!(peer_uid = uid, generation, change = what, detail, "policy changed");
+            Ok(json!({"generation": generation}))
         }
         Outcome::Answer(mut v) => {
             if cmd == "policy_save" {

@@ -115,9 +115,9 @@ impl Daemon {
     /// they are (lists, rules, bypass) makes no XDP update at all.
     ///
     /// All or nothing: when an XDP map update fails, the snapshot that was running is put back
-    /// and the maps are rewritten as they were, and the error says so. The caller restores its
-    /// policy state (see `commands::run`).
-    pub fn publish(&self, policy: Policy) -> Result<u64, String> {
+    /// and the maps are rewritten as they were, and the error says so. `publish_change` restores
+    /// the caller's policy state as well.
+    fn publish(&self, policy: Policy) -> Result<u64, String> {
         let classes = xdp_classes(&policy, &self.own);
         let mut synced = self.xdp_synced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let generation = policy.generation;
@@ -171,6 +171,21 @@ impl Daemon {
         }
         *synced = Some(classes);
         Ok(generation)
+    }
+
+    /// `publish` for a change of `state`, all or nothing for the state too: when publishing fails,
+    /// `state` goes back to `saved`, the copy taken before the change (`None`: nothing to restore).
+    pub fn publish_change(
+        &self,
+        state: &mut PolicyState,
+        saved: Option<PolicyState>,
+        policy: Policy,
+    ) -> Result<u64, String> {
+        let published = self.publish(policy);
+        if let (Err(_), Some(saved)) = (&published, saved) {
+            *state = saved;
+        }
+        published
     }
 }
 
@@ -604,14 +619,9 @@ fn start(
                 // A refused publish leaves the entries in the state, to expire again a second later.
                 let saved = state.expiry_due(at).then(|| state.clone());
                 match state.expire(at) {
-                    Some(Ok((policy, expired))) => match daemon.publish(policy) {
+                    Some(Ok((policy, expired))) => match daemon.publish_change(&mut state, saved, policy) {
                         Ok(g) => info!(generation = g, entries = %expired.join(", "), "runtime list entries expired"),
-                        Err(e) => {
-                            warn!("publishing after expiry: {e}");
-                            if let Some(saved) = saved {
-                                *state = saved;
-                            }
-                        }
+                        Err(e) => warn!("publishing after expiry: {e}"),
                     },
                     Some(Err(e)) => warn!("expiring runtime entries: {e}"),
                     None => {}
